@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny Kyutai checkpoints in an offline HF cache, real server processes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before torch / moshi / huggingface_hub are imported anywhere in the test process.
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = HF_CACHE = tempfile.mkdtemp(prefix="coda-hf-cache-")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.serverproc import ServerProcess  # noqa: E402
+from tests.tinykit import build_tiny_hub  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny checkpoints registered under the real Kyutai repo ids in the offline cache."""
+    return build_tiny_hub(tmp_path_factory.mktemp("tiny-ckpt"), Path(HF_CACHE))
+
+
+@pytest.fixture
+def start_server(tiny_hub: dict[str, Path], tmp_path: Path):
+    """Start real server processes (`python -m wyoming_coda ...`); stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, wait_ready: bool = True) -> ServerProcess:
+        proc = ServerProcess(list(args), data_dir=tmp_path / f"data{len(started)}")
+        started.append(proc)
+        proc.start(wait_ready=wait_ready)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_hub: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """One shared server with the default (hybrid) configuration on tiny checkpoints."""
+    proc = ServerProcess([], data_dir=tmp_path_factory.mktemp("shared-data"))
+    proc.start()
+    yield proc
+    proc.kill()

@@ -1,0 +1,112 @@
+"""One Wyoming connection: reads events defensively and routes them to the services.
+
+Describe and ping are answered here; every other event goes to the first service that
+accepts its type (asr, tts, handle). Unknown or malformed events get an `error` event and the
+connection goes on; an exception inside a service becomes an `error` event too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler
+
+from .protocol import FatalProtocolError, RecoverableProtocolError, read_event
+
+if TYPE_CHECKING:
+    from .server import CodaServer
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """A per-connection service (asr, tts, handle)."""
+
+    def accepts(self, event_type: str) -> bool:
+        """True when this service handles events of this type."""
+
+    async def handle(self, event: Event) -> None:
+        """Handle one event (answers go through the connection's write_event)."""
+
+    async def close(self) -> None:
+        """Stop any work in progress (client gone or server stopping)."""
+
+
+class CodaEventHandler(AsyncEventHandler):
+    """Routes the events of one client connection."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        server: CodaServer,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+        self.services: list[Service] = server.make_services(self)
+        self._write_lock = asyncio.Lock()
+
+    async def write_event(self, event: Event) -> None:
+        """Send an event; services writing from several tasks never interleave bytes."""
+        async with self._write_lock:
+            await super().write_event(event)
+
+    async def send_error(self, text: str, code: str) -> None:
+        """Send a Wyoming `error` event, ignoring a client that is already gone."""
+        try:
+            await self.write_event(Error(text=text, code=code).event())
+        except (ConnectionError, RuntimeError):
+            _LOGGER.debug("Client gone before error %s could be sent", code)
+
+    async def run(self) -> None:
+        """Read events until the client leaves, the server stops or the framing breaks."""
+        self._is_running = True
+        try:
+            while self._is_running:
+                try:
+                    event = await read_event(self.reader)
+                    if event is None or not await self.handle_event(event):
+                        break
+                except RecoverableProtocolError as err:
+                    _LOGGER.warning("Malformed event: %s", err)
+                    await self.send_error(str(err), err.code)
+                    continue
+                except FatalProtocolError as err:
+                    _LOGGER.warning("Closing connection: %s", err)
+                    await self.send_error(str(err), err.code)
+                    break
+                except ConnectionError:
+                    break
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(self.server.info().event())
+            return True
+        if Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
+            return True
+        service = next((s for s in self.services if s.accepts(event.type)), None)
+        if service is None:
+            _LOGGER.debug("Unknown event type: %s", event.type)
+            await self.send_error(f"unknown event type '{event.type}'", "unknown-event")
+            return True
+        try:
+            await service.handle(event)
+        except ConnectionError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one bad request must not end the connection
+            _LOGGER.exception("Error handling %s", event.type)
+            await self.send_error(f"{event.type}: {err}", "internal-error")
+        return True
+
+    async def disconnect(self) -> None:
+        await asyncio.gather(*(service.close() for service in self.services))

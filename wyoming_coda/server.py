@@ -1,0 +1,85 @@
+"""The server process: Wyoming port, HTTP side port, zeroconf and the model store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlparse
+
+from wyoming.info import Info
+from wyoming.server import AsyncServer
+
+from .checkpoints import list_voices
+from .config import VoiceConfig
+from .discovery import Advertiser
+from .handler import CodaEventHandler, Service
+from .http import HttpSide
+from .info import build_info
+from .models import ModelStore
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class CodaServer:
+    """Owns everything one server process runs; `run` blocks until `stop` is set."""
+
+    def __init__(self, config: VoiceConfig) -> None:
+        self.config = config
+        self.store = ModelStore(config)
+        self._voices: list[str] | None = None
+
+    def voices(self) -> list[str]:
+        """TTS voices: the configured one until the TTS model is loaded, then the repository's."""
+        slot = self.store.slots["tts"]
+        if slot.state != "ready":
+            return [self.config.tts.voice]
+        if self._voices is None:
+            listed = list_voices(self.config.tts.voices, slot.model.voice_suffix)
+            self._voices = sorted(set(listed) | {self.config.tts.voice})
+        return self._voices
+
+    def info(self) -> Info:
+        return build_info(self.config, self.store, self.voices())
+
+    def make_services(self, handler: CodaEventHandler) -> list[Service]:
+        """The per-connection services of a new client."""
+        return []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        server_config = self.config.server
+        Path(server_config.data_dir).mkdir(parents=True, exist_ok=True)
+        wyoming = AsyncServer.from_uri(server_config.uri)
+        http = (
+            HttpSide(self, server_config.http_host, server_config.http_port)
+            if server_config.http_port
+            else None
+        )
+        advertiser = None
+        if server_config.zeroconf:
+            advertiser = Advertiser(
+                server_config.zeroconf,
+                port=urlparse(server_config.uri).port or 0,
+                http_port=server_config.http_port or None,
+                mode=self.config.mode,
+                host=server_config.zeroconf_host,
+            )
+        self.store.start()
+        await wyoming.start(partial(CodaEventHandler, server=self))
+        try:
+            if http is not None:
+                await http.start()
+            if advertiser is not None:
+                await advertiser.start()
+            _LOGGER.info("Ready: Wyoming on %s (mode %s)", server_config.uri, self.config.mode)
+            await stop.wait()
+        finally:
+            _LOGGER.info("Stopping")
+            if advertiser is not None:
+                await advertiser.close()
+            await wyoming.stop()
+            if http is not None:
+                await http.close()
+            await self.store.close()
+        _LOGGER.info("Stopped")
