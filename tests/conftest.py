@@ -50,3 +50,19 @@ def server(tiny_hub: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     proc.start()
     yield proc
     proc.kill()
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """espeak-ng sentences at 16 kHz mono (0.7 s of silence after, as Home Assistant's end of
+    speech leaves), one at 44.1 kHz stereo, one with a 1.5 s pause after, and 3 s of silence."""
+    from tests.speech import SENTENCES, make_silence, make_speech
+
+    out = tmp_path_factory.mktemp("speech")
+    for i, text in enumerate(SENTENCES):
+        make_speech(out / f"s{i}.wav", text, silence_after=0.7)
+        (out / f"s{i}.txt").write_text(text + "\n")
+    make_speech(out / "stereo44k.wav", SENTENCES[0], rate=44100, channels=2, silence_after=0.7)
+    make_speech(out / "pause.wav", SENTENCES[0], silence_after=1.5)  # > the 1 s VAD silence
+    make_silence(out / "silence.wav", 3.0)
+    return out

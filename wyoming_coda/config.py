@@ -99,6 +99,7 @@ class STTConfig:
     """Kyutai streaming speech-to-text."""
 
     model: str = DEFAULT_STT_MODEL
+    batch_size: int = 8
     vram_allocation: str | None = None
 
 
@@ -109,6 +110,7 @@ class TTSConfig:
     model: str = DEFAULT_TTS_MODEL
     voices: str = DEFAULT_TTS_VOICES
     voice: str = DEFAULT_TTS_VOICE
+    batch_size: int = 8
     vram_allocation: str | None = None
 
 
@@ -188,14 +190,17 @@ _LLM_SCHEMA = vol.Schema({
     vol.Optional("vram_allocation"): _size,
     vol.Optional("parallel_processing"): bool,
 })
+_BATCH = vol.All(int, vol.Range(min=1, max=256))
 _STT_SCHEMA = vol.Schema({
     vol.Optional("model"): str,
+    vol.Optional("batch_size"): _BATCH,
     vol.Optional("vram_allocation"): _size,
 })
 _TTS_SCHEMA = vol.Schema({
     vol.Optional("model"): str,
     vol.Optional("voices"): str,
     vol.Optional("voice"): str,
+    vol.Optional("batch_size"): _BATCH,
     vol.Optional("vram_allocation"): _size,
 })
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,11 @@ def _load_tts(info: Any, device: str, dtype: Any, voices: str) -> Any:
     )
 
 
+def _executor(kind: str) -> ThreadPoolExecutor:
+    """One thread per engine: its model calls run in order, engines run side by side."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"coda-{kind}")
+
+
 @dataclass
 class ModelSlot:
     """One model and where its loading stands."""
@@ -105,6 +110,10 @@ class ModelStore:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for slot in self.slots.values():
+            close = getattr(slot.model, "close", None)
+            if close is not None:
+                await close()
 
     async def get(self, kind: str) -> Any:
         """The loaded model of `kind`, waiting while it loads."""
@@ -118,11 +127,18 @@ class ModelStore:
             raise ModelNotReadyError(f"the {kind} model failed to load: {slot.error}")
         return slot.model
 
-    def _loader(self, kind: str) -> Callable[[Any, str, Any], Any]:
+    def _build(self, kind: str, info: Any, dtype: Any) -> Any:
+        """The engine of `kind` over freshly loaded weights."""
+        from .engines.stt import SpeechToText
+        from .engines.tts import TextToSpeech
+
+        if kind == "stt":
+            stack = _load_lm_stack(info, self.device, dtype)
+            return SpeechToText(stack, self.config.stt.batch_size, _executor(kind))
         if kind == "tts":
-            voices = self.config.tts.voices
-            return lambda info, device, dtype: _load_tts(info, device, dtype, voices)
-        return _load_lm_stack
+            model = _load_tts(info, self.device, dtype, self.config.tts.voices)
+            return TextToSpeech(model, self.config.tts.batch_size, _executor(kind))
+        return _load_lm_stack(info, self.device, dtype)
 
     async def _load_all(self) -> None:
         for slot in self.slots.values():
@@ -146,4 +162,4 @@ class ModelStore:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         info = resolve_checkpoint(slot.source, slot.kind)
         with torch.no_grad():
-            return self._loader(slot.kind)(info, self.device, dtype)
+            return self._build(slot.kind, info, dtype)

@@ -18,6 +18,8 @@ from .handler import CodaEventHandler, Service
 from .http import HttpSide
 from .info import build_info
 from .models import ModelStore
+from .services.asr import AsrService
+from .services.tts import TtsService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class CodaServer:
 
     def make_services(self, handler: CodaEventHandler) -> list[Service]:
         """The per-connection services of a new client."""
-        return []
+        return [AsrService(handler, self), TtsService(handler, self)]
 
     async def run(self, stop: asyncio.Event) -> None:
         server_config = self.config.server

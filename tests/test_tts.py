@@ -1,0 +1,144 @@
+"""Wyoming tts against the real server: whole-text and streaming synthesis, voices, barge-in,
+bad input and concurrency (tiny TTS checkpoint: random but well-formed audio)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from wyoming.event import Event
+from wyoming.ping import Ping
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+
+from tests.serverproc import ServerProcess, exchange
+from wyoming_coda.services.tts import split_sentences
+
+FRAME_BYTES = 1920 * 2  # 80 ms of 24 kHz s16le mono
+
+
+def audio_blocks(events: list[Event]) -> list[list[Event]]:
+    """The audio-start … audio-stop groups, in order."""
+    blocks: list[list[Event]] = []
+    for event in events:
+        if event.type == "audio-start":
+            blocks.append([event])
+        elif event.type in ("audio-chunk", "audio-stop"):
+            blocks[-1].append(event)
+    return blocks
+
+
+async def test_synthesize_whole_text(server: ServerProcess) -> None:
+    events = await exchange(server, [Synthesize(text="Turn on the kitchen light please.").event()], until="audio-stop")
+    (block,) = audio_blocks(events)
+    start, *chunks, stop = block
+    assert (start.data["rate"], start.data["width"], start.data["channels"]) == (24000, 2, 1)
+    assert chunks and all(len(c.payload) == FRAME_BYTES for c in chunks)
+    assert [c.data["timestamp"] for c in chunks] == [80 * i for i in range(len(chunks))]
+    assert stop.type == "audio-stop"
+
+
+async def test_first_audio_before_the_sentence_is_done(server: ServerProcess) -> None:
+    async with server.client() as client:
+        await client.write_event(Synthesize(text="one two three four five six seven eight nine ten.").event())
+        t0 = time.monotonic()
+        first = None
+        while (event := await client.read_event()).type != "audio-stop":
+            if event.type == "audio-chunk" and first is None:
+                first = time.monotonic() - t0
+        total = time.monotonic() - t0
+    assert first is not None and first < total / 3
+
+
+async def test_streaming_synthesis_per_sentence(server: ServerProcess) -> None:
+    async with server.client() as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="Hello there. How are").event())
+        # the first sentence is spoken while the rest of the text has not arrived
+        event = await asyncio.wait_for(client.read_event(), 10)
+        assert event.type == "audio-start"
+        await client.write_event(SynthesizeChunk(text=" you today? Fine").event())
+        await client.write_event(Synthesize(text="Hello there. How are you today? Fine").event())
+        await client.write_event(SynthesizeStop().event())
+        events = [event]
+        while events[-1].type != "synthesize-stopped":
+            events.append(await asyncio.wait_for(client.read_event(), 10))
+    blocks = audio_blocks(events)
+    assert len(blocks) == 3  # "Hello there." / "How are you today?" / "Fine"
+    assert all(b[-1].type == "audio-stop" and len(b) > 2 for b in blocks)
+    assert events[-1].type == "synthesize-stopped"
+
+
+async def test_voice_selection(server: ServerProcess) -> None:
+    events = await exchange(
+        server, [Synthesize(text="Hello.", voice=SynthesizeVoice(name="vctk/p225_023.wav")).event()],
+        until="audio-stop",
+    )
+    assert len(audio_blocks(events)[0]) > 2
+    events = await exchange(
+        server, [Synthesize(text="Hello.", voice=SynthesizeVoice(name="no/such-voice")).event()], until="error"
+    )
+    assert events[-1].data["code"] == "unknown-voice" and "no/such-voice" in events[-1].data["text"]
+
+
+async def test_barge_in_cancels_the_running_synthesis(server: ServerProcess) -> None:
+    long_text = "one two three four five six seven eight nine ten eleven twelve. " * 3
+    solo = await exchange(server, [Synthesize(text=long_text).event()], until="audio-stop")
+    solo_chunks = len(audio_blocks(solo)[0]) - 2
+    async with server.client() as client:
+        await client.write_event(Synthesize(text=long_text).event())
+        events = []
+        while len([e for e in events if e.type == "audio-chunk"]) < 3:
+            events.append(await asyncio.wait_for(client.read_event(), 10))
+        await client.write_event(Synthesize(text="Stop.").event())
+        stops = 0
+        while stops < 2:
+            events.append(await asyncio.wait_for(client.read_event(), 10))
+            stops += events[-1].type == "audio-stop"
+    first, second = audio_blocks(events)
+    assert first[-1].type == "audio-stop" and len(first) - 2 < solo_chunks
+    assert second[0].type == "audio-start" and second[-1].type == "audio-stop"
+
+
+async def test_oversized_text_and_stray_events(server: ServerProcess) -> None:
+    answers = await exchange(
+        server,
+        [Synthesize(text="a" * 100_000).event(), SynthesizeChunk(text="hi").event(),
+         SynthesizeStop().event(), Ping(text="still").event()],
+        until="pong",
+    )
+    assert [e.data["code"] for e in answers if e.type == "error"] == [
+        "text-too-long", "no-synthesize-start", "no-synthesize-start"]
+    assert answers[-1].data["text"] == "still"
+
+
+async def test_empty_text_is_a_clean_stop(server: ServerProcess) -> None:
+    events = await exchange(server, [Synthesize(text="   ").event()], until="audio-stop")
+    assert [e.type for e in events] == ["audio-start", "audio-stop"]
+
+
+async def test_eight_concurrent_clients(server: ServerProcess) -> None:
+    async def one(i: int) -> int:
+        events = await exchange(server, [Synthesize(text=f"Request number {i}, the lights are on.").event()],
+                                until="audio-stop", timeout=60)
+        return len(audio_blocks(events)[0]) - 2
+
+    counts = await asyncio.gather(*(one(i) for i in range(8)))
+    assert all(count > 0 for count in counts)
+
+
+async def test_client_gone_mid_synthesis(server: ServerProcess) -> None:
+    for _ in range(10):  # more than the 8 rows: a leaked row would stall the next request
+        client = server.client()
+        await client.connect()
+        await client.write_event(Synthesize(text="one two three four five six seven eight.").event())
+        while (await client.read_event()).type != "audio-chunk":
+            pass
+        await client.disconnect()
+    events = await exchange(server, [Synthesize(text="Still here.").event()], until="audio-stop", timeout=30)
+    assert len(audio_blocks(events)[0]) > 2
+
+
+def test_split_sentences() -> None:
+    assert split_sentences("Hi there. How are") == (["Hi there."], "How are")
+    assert split_sentences('He said "yes." Then left!\nOK') == (['He said "yes."', "Then left!"], "OK")
+    assert split_sentences("3.5 degrees") == ([], "3.5 degrees")

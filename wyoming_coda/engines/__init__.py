@@ -1,0 +1,1 @@
+"""Streaming speech engines over moshi's models, each shared by every connection."""

@@ -1,0 +1,118 @@
+"""Slot scheduler: concurrent streams stepped together in one batched model call per frame.
+
+The model keeps one streaming state of `capacity` rows (moshi's batched streaming). A stream
+takes a free row (waiting while all are taken) and gives it back when done; its row is reset
+on its first step, so joining and leaving never disturbs the other rows. Each step executes
+only the rows whose stream has work (moshi's exec mask); when no stream has work the worker
+sleeps, so an idle engine costs nothing. Model calls run on one dedicated thread, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, Protocol, TypeVar
+
+_LOGGER = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class SlotStream(Protocol[In, Out]):
+    """What the scheduler needs from a stream."""
+
+    def has_work(self) -> bool:
+        """True when the stream can take part in the next step."""
+
+    def take(self) -> In:
+        """The stream's input for the next step (called in the event loop)."""
+
+    def deliver(self, output: Out) -> None:
+        """The step's output for this stream (called in the event loop)."""
+
+
+StepFn = Callable[[Sequence["In | None"], Sequence[bool]], Sequence["Out | None"]]
+
+
+class BatchScheduler(Generic[In, Out]):
+    """Runs `step(inputs, resets)` for all streams with work; inputs[i] is None for rows that
+    do not execute this step, resets[i] is True on a row's first step for a new stream."""
+
+    def __init__(self, name: str, capacity: int, step: StepFn, executor: ThreadPoolExecutor) -> None:
+        self.name = name
+        self.capacity = capacity
+        self._step = step
+        self._executor = executor
+        self._slots: list[SlotStream[In, Out] | None] = [None] * capacity
+        self._fresh = [False] * capacity
+        self._work = asyncio.Event()
+        self._free = asyncio.Condition()
+        self._worker: asyncio.Task[None] | None = None
+        self.steps = 0
+        self.rows_stepped = 0
+
+    @property
+    def active(self) -> int:
+        return sum(slot is not None for slot in self._slots)
+
+    async def acquire(self, stream: SlotStream[In, Out]) -> int:
+        """Give `stream` a row, waiting for one to be free."""
+        async with self._free:
+            await self._free.wait_for(lambda: None in self._slots)
+            row = self._slots.index(None)
+            self._slots[row] = stream
+            self._fresh[row] = True
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name=f"{self.name} batch worker")
+        return row
+
+    async def release(self, row: int) -> None:
+        """Free `row` for the next stream."""
+        async with self._free:
+            self._slots[row] = None
+            self._fresh[row] = False
+            self._free.notify()
+
+    def wake(self) -> None:
+        """A stream has new work."""
+        self._work.set()
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while True:
+                rows = [s if s is not None and s.has_work() else None for s in self._slots]
+                if not any(rows):
+                    break
+                inputs = [s.take() if s is not None else None for s in rows]
+                resets = [self._fresh[i] and rows[i] is not None for i in range(self.capacity)]
+                for i, reset in enumerate(resets):
+                    if reset:
+                        self._fresh[i] = False
+                try:
+                    outputs = await loop.run_in_executor(self._executor, self._step, inputs, resets)
+                except Exception:  # noqa: BLE001 - fail the streams of this step, keep serving
+                    _LOGGER.exception("%s step failed", self.name)
+                    outputs = [None] * self.capacity
+                    for stream in rows:
+                        if stream is not None:
+                            fail = getattr(stream, "fail", None)
+                            if fail is not None:
+                                fail(f"{self.name} model step failed")
+                    continue
+                self.steps += 1
+                for i, stream in enumerate(rows):
+                    if stream is not None:
+                        self.rows_stepped += 1
+                        if self._slots[i] is stream:
+                            stream.deliver(outputs[i])

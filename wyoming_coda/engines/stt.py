@@ -1,0 +1,202 @@
+"""Kyutai streaming STT: 80 ms frames of 24 kHz audio in, text pieces and an end-of-turn
+probability out, for many streams batched on one model."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..models import LMStack
+from .batching import BatchScheduler
+
+NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
+END_OF_TURN_HEAD = 2  # the extra head Kyutai's tools read as "the speaker has finished"
+
+
+@dataclass
+class SttOutput:
+    """One model step of one stream."""
+
+    text: str  # the text piece decoded at this step ("" when none)
+    end_of_turn: float | None  # end-of-turn probability (None when the model has no heads)
+
+
+@dataclass
+class SttFrame:
+    pcm: np.ndarray  # 1920 float32 samples at 24 kHz
+    last: bool
+
+
+class SttStream:
+    """One utterance: feed audio, then finish; read outputs as they are produced."""
+
+    def __init__(self, engine: SpeechToText) -> None:
+        self.engine = engine
+        self.row: int | None = None
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._frames: deque[SttFrame] = deque()
+        self._outputs: asyncio.Queue[SttOutput | BaseException | None] = asyncio.Queue()
+        self._finished = False
+        self.frames_in = 0
+        self.samples_fed = 0
+        silence = np.zeros(engine.frame_size, dtype=np.float32)
+        self._frames.extend(SttFrame(silence, last=False) for _ in range(engine.prefix_frames))
+
+    # -- feeding (event loop) --
+    def feed(self, samples: np.ndarray) -> None:
+        """Append float32 mono samples at 24 kHz."""
+        if self._finished:
+            raise RuntimeError("stream already finished")
+        self.samples_fed += samples.size
+        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
+        size = self.engine.frame_size
+        whole = self._buffer.size // size * size
+        for start in range(0, whole, size):
+            self._frames.append(SttFrame(self._buffer[start:start + size], last=False))
+        self._buffer = self._buffer[whole:]
+        self.engine.scheduler.wake()
+
+    def finish(self, trailing_silence: float = 0.0) -> None:
+        """End of audio: pad the last frame and flush the model's text delay with silence.
+
+        `trailing_silence` (seconds of non-speech already at the end of the audio, e.g. from a
+        VAD) counts toward the flush: after a client-side end-of-speech timeout the model has
+        usually heard its whole delay already, and the final text needs one more frame only.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if not self.samples_fed:  # no audio at all: nothing to transcribe
+            self._frames.clear()
+            self._outputs.put_nowait(None)
+            return
+        size = self.engine.frame_size
+        if self._buffer.size:
+            self._frames.append(SttFrame(np.pad(self._buffer, (0, size - self._buffer.size)), last=False))
+        self._buffer = np.zeros(0, dtype=np.float32)
+        silence = np.zeros(size, dtype=np.float32)
+        heard = int(max(trailing_silence, 0.0) * self.engine.frame_rate)
+        count = max(1, self.engine.flush_frames - heard)
+        for i in range(count):
+            self._frames.append(SttFrame(silence, last=i == count - 1))
+        self.engine.scheduler.wake()
+
+    # -- scheduler protocol --
+    def has_work(self) -> bool:
+        return bool(self._frames)
+
+    def take(self) -> SttFrame:
+        return self._frames.popleft()
+
+    def deliver(self, output: tuple[SttOutput, bool]) -> None:
+        result, last = output
+        self.frames_in += 1
+        self._outputs.put_nowait(result)
+        if last:
+            self._outputs.put_nowait(None)
+
+    def fail(self, message: str) -> None:
+        self._outputs.put_nowait(RuntimeError(message))
+
+    # -- reading --
+    async def outputs(self) -> AsyncIterator[SttOutput]:
+        """Outputs until the flush after `finish` is through."""
+        while True:
+            item = await self._outputs.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        """Give the model row back (also when the client left mid-stream)."""
+        self._frames.clear()
+        if self.row is not None:
+            row, self.row = self.row, None
+            await self.engine.scheduler.release(row)
+
+
+class SpeechToText:
+    """A Kyutai STT model shared by up to `capacity` concurrent streams."""
+
+    def __init__(self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor) -> None:
+        from moshi.models import LMGen
+
+        self.stack = stack
+        self.capacity = capacity
+        mimi = stack.mimi
+        self.sample_rate = int(mimi.sample_rate)
+        self.frame_size = int(mimi.frame_size)
+        self.frame_rate = float(mimi.frame_rate)
+        stt_config = stack.info.stt_config
+        self.delay_seconds = float(stt_config.get("audio_delay_seconds", 0.0))
+        self.flush_frames = math.ceil(self.delay_seconds * self.frame_rate) + 1
+        self.prefix_frames = round(
+            float(stt_config.get("audio_silence_prefix_seconds", 0.0)) * self.frame_rate
+        )
+        self.has_end_of_turn = len(stack.lm.extra_heads) > END_OF_TURN_HEAD
+        self.device = next(stack.lm.parameters()).device
+        self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)
+        self._executor = executor
+        self._started = False
+        self.scheduler: BatchScheduler[SttFrame, tuple[SttOutput, bool]] = BatchScheduler(
+            "stt", capacity, self._step, executor
+        )
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def open(self) -> SttStream:
+        """A new stream with its own model row (waits while every row is busy)."""
+        if not self._started:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._start)
+        stream = SttStream(self)
+        stream.row = await self.scheduler.acquire(stream)
+        return stream
+
+    def _start(self) -> None:
+        if not self._started:
+            self.stack.mimi.streaming_forever(self.capacity)
+            self._lm_gen.streaming_forever(self.capacity)
+            self._started = True
+
+    def _piece(self, token: int) -> str:
+        if token in NO_TEXT or token < 0:
+            return ""
+        return self.stack.tokenizer.id_to_piece(token).replace("▁", " ")
+
+    @torch.no_grad()
+    def _step(
+        self, inputs: Sequence[SttFrame | None], resets: Sequence[bool]
+    ) -> list[tuple[SttOutput, bool] | None]:
+        mimi, device = self.stack.mimi, self.device
+        if any(resets):
+            reset_mask = torch.tensor(resets, device=device)
+            mimi.reset_streaming(reset_mask)
+            self._lm_gen.reset_streaming(reset_mask)
+        exec_mask = torch.tensor([x is not None for x in inputs], device=device)
+        mimi.set_exec_mask(exec_mask)
+        self._lm_gen.set_exec_mask(exec_mask)
+        pcm = np.zeros((self.capacity, 1, self.frame_size), dtype=np.float32)
+        for row, frame in enumerate(inputs):
+            if frame is not None:
+                pcm[row, 0] = frame.pcm
+        codes = mimi.encode(torch.from_numpy(pcm).to(device))
+        tokens, heads = self._lm_gen.step_with_extra_heads(codes)
+        text_ids = tokens[:, 0, 0].tolist()
+        ends = heads[END_OF_TURN_HEAD][:, 0, 0].tolist() if self.has_end_of_turn else None
+        return [
+            None
+            if frame is None
+            else (SttOutput(self._piece(text_ids[row]), ends[row] if ends else None), frame.last)
+            for row, frame in enumerate(inputs)
+        ]

@@ -1,0 +1,308 @@
+"""Kyutai streaming TTS: text in, 80 ms frames of 24 kHz audio out, for many streams batched
+on one model, each with its own voice.
+
+This is moshi's `TTSModel.generate` loop (the DSM state machine feeding words, the second text
+stream with lookahead, acoustic delays) rewritten per batch row: each row has its own step
+offset, machine state and speaker conditioning, so a stream joins and leaves while the others
+keep generating. Text can be added while a stream runs; a row waits (does not step) while it
+needs words that have not arrived yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import BatchScheduler
+
+CFG_COEF = 2.0  # as Kyutai's own TTS server configuration
+MAX_SECONDS_PER_WORD = 2.0
+
+
+class UnknownVoiceError(ValueError):
+    """The voice is not in the voice repository / directory (or cannot be loaded)."""
+
+
+@dataclass
+class _Voice:
+    attributes: Any  # moshi ConditionAttributes
+    cross: torch.Tensor | None  # [T, D] speaker cross-attention source
+    total: torch.Tensor | None  # [1, D] summed conditions (control, cfg)
+
+
+@dataclass
+class TtsWork:
+    """What a row needs for its next step, taken in the event loop."""
+
+    stream: TtsStream
+    voice: _Voice | None  # set on the stream's first step
+    words: list[Any] = field(default_factory=list)  # moshi tts.Entry
+    complete: bool = False
+
+
+class TtsStream:
+    """One synthesis: add text, end it, read audio frames as they are decoded."""
+
+    def __init__(self, engine: TextToSpeech, voice: _Voice) -> None:
+        self.engine = engine
+        self.row: int | None = None
+        self._voice: _Voice | None = voice
+        self._pending: list[Any] = []
+        self._complete = False
+        self._first_chunk = True
+        self.machine = engine.model.machine.new_state([])
+        self.offset = 0
+        self.max_steps = 0
+        self.done = False
+        self._audio: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
+        self.frames_out = 0
+
+    def add_text(self, text: str) -> None:
+        """Append text (whole words; a word split across calls is read as two)."""
+        entries = self.engine.model.prepare_script([text], padding_between=1)
+        if not entries:
+            return
+        if not self._first_chunk and self.engine.model.multi_speaker:
+            # prepare_script starts every call with a speaker-turn token; keep only the first
+            speakers = (self.engine.token_ids.main, self.engine.token_ids.other)
+            if entries[0].tokens and entries[0].tokens[0] in speakers:
+                entries[0].tokens = entries[0].tokens[1:]
+        self._first_chunk = False
+        self._pending.extend(entries)
+        self.max_steps += int(len(entries) * MAX_SECONDS_PER_WORD * self.engine.frame_rate)
+        self.engine.scheduler.wake()
+
+    def end_text(self) -> None:
+        """No more text: generate to the end of what was given."""
+        self._complete = True
+        self.max_steps += int(4 * self.engine.frame_rate)
+        self.engine.scheduler.wake()
+
+    # -- scheduler protocol --
+    def has_work(self) -> bool:
+        if self.done:
+            return False
+        if self._complete or self._pending:
+            return True
+        # waiting for words: keep stepping only while the lookahead still has enough of them
+        return len(self.machine.entries) > self.engine.model.machine.second_stream_ahead
+
+    def take(self) -> TtsWork:
+        work = TtsWork(self, self._voice, self._pending, self._complete)
+        self._voice, self._pending = None, []
+        return work
+
+    def deliver(self, output: tuple[np.ndarray | None, bool]) -> None:
+        pcm, finished = output
+        if pcm is not None:
+            self.frames_out += 1
+            self._audio.put_nowait(pcm)
+        if finished:
+            self.done = True
+            self._audio.put_nowait(None)
+
+    def fail(self, message: str) -> None:
+        self.done = True
+        self._audio.put_nowait(RuntimeError(message))
+
+    async def audio(self) -> AsyncIterator[np.ndarray]:
+        """Decoded 1920-sample float32 frames until the end of the text."""
+        while True:
+            item = await self._audio.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        """Give the row back (also when cancelled mid-synthesis)."""
+        self.done = True
+        if self.row is not None:
+            row, self.row = self.row, None
+            await self.engine.scheduler.release(row)
+
+
+class TextToSpeech:
+    """A Kyutai TTS model shared by up to `capacity` concurrent streams."""
+
+    def __init__(self, model: Any, capacity: int, executor: ThreadPoolExecutor) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.token_ids = model.machine.token_ids
+        self.sample_rate = int(model.mimi.sample_rate)
+        self.frame_size = int(model.mimi.frame_size)
+        self.frame_rate = float(model.mimi.frame_rate)
+        self.device = next(model.lm.parameters()).device
+        self._executor = executor
+        self._voices: dict[str, _Voice] = {}
+        self._rows: list[TtsStream | None] = [None] * capacity
+        self._lm_gen: Any = None
+        self._cross_attention = [
+            module
+            for module in model.lm.modules()
+            if getattr(module, "cross_attention", False) and hasattr(module, "update_streaming_cross_attention_src")
+        ]
+        if not model.multistream:
+            model.lm.dep_q = model.n_q
+        self.scheduler: BatchScheduler[TtsWork, tuple[np.ndarray | None, bool]] = BatchScheduler(
+            "tts", capacity, self._step, executor
+        )
+
+    @property
+    def voice_suffix(self) -> str:
+        return str(self.model.voice_suffix)
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def check_voice(self, voice: str) -> None:
+        """Raise UnknownVoiceError unless `voice` can be used."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._voice, voice)
+
+    async def open(self, voice: str) -> TtsStream:
+        """A new stream speaking with `voice` (waits while every row is busy)."""
+        loop = asyncio.get_running_loop()
+        conditioning = await loop.run_in_executor(self._executor, self._voice, voice)
+        if self._lm_gen is None:
+            await loop.run_in_executor(self._executor, self._start, conditioning)
+        stream = TtsStream(self, conditioning)
+        stream.row = await self.scheduler.acquire(stream)
+        return stream
+
+    # -- model thread --
+    def _attributes(self, voice_path: Path | None) -> Any:
+        cfg = CFG_COEF if self.model.valid_cfg_conditionings else None
+        voices = [voice_path] if voice_path is not None else []
+        return self.model.make_condition_attributes(voices, cfg_coef=cfg)
+
+    @torch.no_grad()
+    def _voice(self, name: str) -> _Voice:
+        if name in self._voices:
+            return self._voices[name]
+        path: Path | None = None
+        if self.model.multi_speaker:
+            try:
+                path = Path(name) if name.endswith(".safetensors") else self.model.get_voice_path(name)
+            except Exception as err:  # noqa: BLE001 - any lookup failure means "no such voice"
+                raise UnknownVoiceError(f"unknown voice '{name}'") from err
+        lm = self.model.lm
+        attributes = self._attributes(path)
+        provided = lm.condition_provider.prepare_and_provide([attributes])
+        cross = lm.fuser.get_cross(provided)
+        total = lm.fuser.get_sum(provided)
+        voice = _Voice(
+            attributes=attributes,
+            cross=None if cross is None else cross[0].to(lm.dtype),
+            total=None if total is None else total[0].to(lm.dtype),
+        )
+        self._voices[name] = voice
+        return voice
+
+    @torch.no_grad()
+    def _start(self, voice: _Voice) -> None:
+        from moshi.models import LMGen
+
+        if self._lm_gen is not None:
+            return
+        lm = self.model.lm
+        # every row starts with the first voice; each stream sets its own on its first step
+        attributes = [voice.attributes] * self.capacity
+        conditions = lm.condition_provider.prepare_and_provide(attributes) if lm.condition_provider else {}
+        self._lm_gen = LMGen(
+            lm, temp=self.model.temp, temp_text=self.model.temp, cfg_coef=self.model.cfg_coef,
+            condition_tensors=conditions, on_text_logits_hook=self._on_text_logits,
+            on_text_hook=self._on_text, on_audio_hook=self._on_audio, support_out_of_sync=True,
+        )
+        self._lm_gen.streaming_forever(self.capacity)
+        self.model.mimi.streaming_forever(self.capacity)
+
+    def _set_voice(self, row: int, voice: _Voice) -> None:
+        state = self._lm_gen._streaming_state
+        if voice.total is not None and state.condition_sum is not None:
+            state.condition_sum[row] = voice.total
+        if voice.cross is not None and state.condition_cross is not None:
+            if voice.cross.shape != state.condition_cross[row].shape:
+                raise UnknownVoiceError("voice embedding does not fit this model")
+            state.condition_cross[row] = voice.cross
+            for module in self._cross_attention:
+                if module._streaming_state is not None:
+                    module.update_streaming_cross_attention_src(state.condition_cross)
+
+    def _on_text_logits(self, logits: torch.Tensor) -> None:
+        if self.model.padding_bonus:
+            logits[..., self.token_ids.pad] += self.model.padding_bonus
+
+    def _on_text(self, tokens: torch.Tensor) -> None:
+        out = []
+        for row, token in enumerate(tokens.tolist()):
+            stream = self._rows[row]
+            if stream is None:
+                out.append(self.token_ids.pad)
+                continue
+            machine = stream.machine
+            if not stream._complete and not machine.entries and not machine.queued:
+                machine.forced_padding = max(machine.forced_padding, 1)  # wait for more words
+            out.append(self.model.machine.process(stream.offset, machine, token)[0])
+        tokens[:] = torch.tensor(out, dtype=torch.long, device=tokens.device)
+
+    def _on_audio(self, audio_tokens: torch.Tensor) -> None:
+        lm = self.model.lm
+        for row, stream in enumerate(self._rows):
+            if stream is None:
+                continue
+            for q in range(audio_tokens.shape[1]):
+                if stream.offset < lm.delays[q + lm.audio_offset] + self.model.delay_steps:
+                    audio_tokens[row, q] = self.token_ids.zero
+
+    @torch.no_grad()
+    def _step(
+        self, inputs: Sequence[TtsWork | None], resets: Sequence[bool]
+    ) -> list[tuple[np.ndarray | None, bool] | None]:
+        mimi, lm = self.model.mimi, self.model.lm
+        device = self.device
+        if any(resets):
+            mask = torch.tensor(resets, device=device)
+            self._lm_gen.reset_streaming(mask)
+            mimi.reset_streaming(mask)
+        for row, work in enumerate(inputs):
+            self._rows[row] = work.stream if work is not None else None
+            if work is None:
+                continue
+            if work.voice is not None:
+                self._set_voice(row, work.voice)
+            work.stream.machine.entries.extend(work.words)
+        exec_mask = torch.tensor([w is not None for w in inputs], device=device)
+        self._lm_gen.set_exec_mask(exec_mask)
+        missing = lm.n_q - lm.dep_q
+        input_tokens = torch.full((self.capacity, missing, 1), self.token_ids.zero, dtype=torch.long, device=device)
+        frame = self._lm_gen.step(input_tokens)
+        audio = frame[:, 1:] if frame is not None else None
+        valid = (audio >= 0).all(dim=1)[:, 0] & exec_mask if audio is not None else exec_mask & False
+        pcm = None
+        if bool(valid.any()):
+            mimi.set_exec_mask(valid)
+            pcm = mimi.decode(torch.where(valid[:, None, None], audio, 0)).clamp(-1, 1)[:, 0].float().cpu().numpy()
+        results: list[tuple[np.ndarray | None, bool] | None] = []
+        for row, work in enumerate(inputs):
+            if work is None:
+                results.append(None)
+                continue
+            stream = work.stream
+            stream.offset += 1
+            end = stream.machine.end_step
+            finished = (
+                end is not None and stream.offset >= end + self.model.delay_steps + self.model.final_padding
+            ) or stream.offset >= max(stream.max_steps, 1)
+            results.append((pcm[row].copy() if pcm is not None and bool(valid[row]) else None, finished))
+        self._rows = [None] * self.capacity
+        return results

@@ -1,0 +1,1 @@
+"""Per-connection Wyoming services (asr, tts, handle), created by the connection handler."""
