@@ -8,7 +8,13 @@ import time
 
 from wyoming.event import Event
 from wyoming.ping import Ping
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeVoice,
+)
 
 from tests.serverproc import ServerProcess, exchange
 from wyoming_coda.services.tts import split_sentences

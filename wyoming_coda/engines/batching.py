@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ class SlotStream(Protocol[In, Out]):
 
     def deliver(self, output: Out) -> None:
         """The step's output for this stream (called in the event loop)."""
+
+    def fail(self, message: str) -> None:
+        """The step failed for this stream."""
 
 
 StepFn = Callable[[Sequence["In | None"], Sequence[bool]], Sequence["Out | None"]]
@@ -103,12 +106,9 @@ class BatchScheduler(Generic[In, Out]):
                     outputs = await loop.run_in_executor(self._executor, self._step, inputs, resets)
                 except Exception:  # noqa: BLE001 - fail the streams of this step, keep serving
                     _LOGGER.exception("%s step failed", self.name)
-                    outputs = [None] * self.capacity
                     for stream in rows:
                         if stream is not None:
-                            fail = getattr(stream, "fail", None)
-                            if fail is not None:
-                                fail(f"{self.name} model step failed")
+                            stream.fail(f"{self.name} model step failed")
                     continue
                 self.steps += 1
                 for i, stream in enumerate(rows):
@@ -116,3 +116,60 @@ class BatchScheduler(Generic[In, Out]):
                         self.rows_stepped += 1
                         if self._slots[i] is stream:
                             stream.deliver(outputs[i])
+
+
+Item = TypeVar("Item")
+
+
+class BatchedStream(Generic[Item]):
+    """What every engine stream shares: its row and the queue its results are read from."""
+
+    def __init__(self, scheduler: BatchScheduler) -> None:
+        self.scheduler = scheduler
+        self.row: int | None = None
+        self._results: asyncio.Queue[Item | BaseException | None] = asyncio.Queue()
+
+    def _emit(self, item: Item) -> None:
+        self._results.put_nowait(item)
+
+    def _end(self) -> None:
+        self._results.put_nowait(None)
+
+    def fail(self, message: str) -> None:
+        """The model step of this stream failed: readers get the error."""
+        self._results.put_nowait(RuntimeError(message))
+
+    async def _items(self) -> AsyncIterator[Item]:
+        while True:
+            item = await self._results.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        """Give the row back (also when the client left or the request was cancelled)."""
+        if self.row is not None:
+            row, self.row = self.row, None
+            await self.scheduler.release(row)
+
+
+class BatchedEngine:
+    """What every engine shares: the codec's frame geometry, its thread and its scheduler."""
+
+    def __init__(self, name: str, mimi: Any, capacity: int, step: StepFn, executor: ThreadPoolExecutor) -> None:
+        self.capacity = capacity
+        self.sample_rate = int(mimi.sample_rate)
+        self.frame_size = int(mimi.frame_size)
+        self.frame_rate = float(mimi.frame_rate)
+        self._executor = executor
+        self.scheduler: BatchScheduler = BatchScheduler(name, capacity, step, executor)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn` on the engine's model thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -3,7 +3,6 @@ probability out, for many streams batched on one model."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models import LMStack
-from .batching import BatchScheduler
+from .batching import BatchedEngine, BatchedStream
 
 NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
 END_OF_TURN_HEAD = 2  # the extra head Kyutai's tools read as "the speaker has finished"
@@ -34,15 +33,14 @@ class SttFrame:
     last: bool
 
 
-class SttStream:
+class SttStream(BatchedStream[SttOutput]):
     """One utterance: feed audio, then finish; read outputs as they are produced."""
 
     def __init__(self, engine: SpeechToText) -> None:
+        super().__init__(engine.scheduler)
         self.engine = engine
-        self.row: int | None = None
         self._buffer = np.zeros(0, dtype=np.float32)
         self._frames: deque[SttFrame] = deque()
-        self._outputs: asyncio.Queue[SttOutput | BaseException | None] = asyncio.Queue()
         self._finished = False
         self.frames_in = 0
         self.samples_fed = 0
@@ -75,7 +73,7 @@ class SttStream:
         self._finished = True
         if not self.samples_fed:  # no audio at all: nothing to transcribe
             self._frames.clear()
-            self._outputs.put_nowait(None)
+            self._end()
             return
         size = self.engine.frame_size
         if self._buffer.size:
@@ -98,44 +96,27 @@ class SttStream:
     def deliver(self, output: tuple[SttOutput, bool]) -> None:
         result, last = output
         self.frames_in += 1
-        self._outputs.put_nowait(result)
+        self._emit(result)
         if last:
-            self._outputs.put_nowait(None)
+            self._end()
 
-    def fail(self, message: str) -> None:
-        self._outputs.put_nowait(RuntimeError(message))
-
-    # -- reading --
-    async def outputs(self) -> AsyncIterator[SttOutput]:
+    def outputs(self) -> AsyncIterator[SttOutput]:
         """Outputs until the flush after `finish` is through."""
-        while True:
-            item = await self._outputs.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        return self._items()
 
     async def close(self) -> None:
-        """Give the model row back (also when the client left mid-stream)."""
         self._frames.clear()
-        if self.row is not None:
-            row, self.row = self.row, None
-            await self.engine.scheduler.release(row)
+        await super().close()
 
 
-class SpeechToText:
+class SpeechToText(BatchedEngine):
     """A Kyutai STT model shared by up to `capacity` concurrent streams."""
 
     def __init__(self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor) -> None:
         from moshi.models import LMGen
 
+        super().__init__("stt", stack.mimi, capacity, self._step, executor)
         self.stack = stack
-        self.capacity = capacity
-        mimi = stack.mimi
-        self.sample_rate = int(mimi.sample_rate)
-        self.frame_size = int(mimi.frame_size)
-        self.frame_rate = float(mimi.frame_rate)
         stt_config = stack.info.stt_config
         self.delay_seconds = float(stt_config.get("audio_delay_seconds", 0.0))
         self.flush_frames = math.ceil(self.delay_seconds * self.frame_rate) + 1
@@ -145,20 +126,12 @@ class SpeechToText:
         self.has_end_of_turn = len(stack.lm.extra_heads) > END_OF_TURN_HEAD
         self.device = next(stack.lm.parameters()).device
         self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)
-        self._executor = executor
         self._started = False
-        self.scheduler: BatchScheduler[SttFrame, tuple[SttOutput, bool]] = BatchScheduler(
-            "stt", capacity, self._step, executor
-        )
-
-    async def close(self) -> None:
-        await self.scheduler.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def open(self) -> SttStream:
         """A new stream with its own model row (waits while every row is busy)."""
         if not self._started:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._start)
+            await self._in_thread(self._start)
         stream = SttStream(self)
         stream.row = await self.scheduler.acquire(stream)
         return stream

@@ -10,8 +10,6 @@ needs words that have not arrived yet.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import BatchScheduler
+from .batching import BatchedEngine, BatchedStream
 
 CFG_COEF = 2.0  # as Kyutai's own TTS server configuration
 MAX_SECONDS_PER_WORD = 2.0
@@ -48,12 +46,12 @@ class TtsWork:
     complete: bool = False
 
 
-class TtsStream:
+class TtsStream(BatchedStream[np.ndarray]):
     """One synthesis: add text, end it, read audio frames as they are decoded."""
 
     def __init__(self, engine: TextToSpeech, voice: _Voice) -> None:
+        super().__init__(engine.scheduler)
         self.engine = engine
-        self.row: int | None = None
         self._voice: _Voice | None = voice
         self._pending: list[Any] = []
         self._complete = False
@@ -62,7 +60,6 @@ class TtsStream:
         self.offset = 0
         self.max_steps = 0
         self.done = False
-        self._audio: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
         self.frames_out = 0
 
     def add_text(self, text: str) -> None:
@@ -104,45 +101,32 @@ class TtsStream:
         pcm, finished = output
         if pcm is not None:
             self.frames_out += 1
-            self._audio.put_nowait(pcm)
+            self._emit(pcm)
         if finished:
             self.done = True
-            self._audio.put_nowait(None)
+            self._end()
 
     def fail(self, message: str) -> None:
         self.done = True
-        self._audio.put_nowait(RuntimeError(message))
+        super().fail(message)
 
-    async def audio(self) -> AsyncIterator[np.ndarray]:
+    def audio(self) -> AsyncIterator[np.ndarray]:
         """Decoded 1920-sample float32 frames until the end of the text."""
-        while True:
-            item = await self._audio.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        return self._items()
 
     async def close(self) -> None:
-        """Give the row back (also when cancelled mid-synthesis)."""
         self.done = True
-        if self.row is not None:
-            row, self.row = self.row, None
-            await self.engine.scheduler.release(row)
+        await super().close()
 
 
-class TextToSpeech:
+class TextToSpeech(BatchedEngine):
     """A Kyutai TTS model shared by up to `capacity` concurrent streams."""
 
     def __init__(self, model: Any, capacity: int, executor: ThreadPoolExecutor) -> None:
+        super().__init__("tts", model.mimi, capacity, self._step, executor)
         self.model = model
-        self.capacity = capacity
         self.token_ids = model.machine.token_ids
-        self.sample_rate = int(model.mimi.sample_rate)
-        self.frame_size = int(model.mimi.frame_size)
-        self.frame_rate = float(model.mimi.frame_rate)
         self.device = next(model.lm.parameters()).device
-        self._executor = executor
         self._voices: dict[str, _Voice] = {}
         self._rows: list[TtsStream | None] = [None] * capacity
         self._lm_gen: Any = None
@@ -153,28 +137,20 @@ class TextToSpeech:
         ]
         if not model.multistream:
             model.lm.dep_q = model.n_q
-        self.scheduler: BatchScheduler[TtsWork, tuple[np.ndarray | None, bool]] = BatchScheduler(
-            "tts", capacity, self._step, executor
-        )
 
     @property
     def voice_suffix(self) -> str:
         return str(self.model.voice_suffix)
 
-    async def close(self) -> None:
-        await self.scheduler.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
     async def check_voice(self, voice: str) -> None:
         """Raise UnknownVoiceError unless `voice` can be used."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._voice, voice)
+        await self._in_thread(self._voice, voice)
 
     async def open(self, voice: str) -> TtsStream:
         """A new stream speaking with `voice` (waits while every row is busy)."""
-        loop = asyncio.get_running_loop()
-        conditioning = await loop.run_in_executor(self._executor, self._voice, voice)
+        conditioning = await self._in_thread(self._voice, voice)
         if self._lm_gen is None:
-            await loop.run_in_executor(self._executor, self._start, conditioning)
+            await self._in_thread(self._start, conditioning)
         stream = TtsStream(self, conditioning)
         stream.row = await self.scheduler.acquire(stream)
         return stream
