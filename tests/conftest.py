@@ -66,3 +66,14 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_speech(out / "pause.wav", SENTENCES[0], silence_after=1.5)  # > the 1 s VAD silence
     make_silence(out / "silence.wav", 3.0)
     return out
+
+
+@pytest.fixture
+async def ollama():
+    """The Ollama API test double on 127.0.0.1 (see tests/ollama_double.py)."""
+    from tests.ollama_double import OllamaDouble
+
+    double = OllamaDouble()
+    await double.start()
+    yield double
+    await double.close()

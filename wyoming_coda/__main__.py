@@ -15,6 +15,7 @@ from . import __version__
 from .config import (
     DEFAULT_ZEROCONF_NAME,
     DEVICES,
+    LLM_PROVIDERS,
     LOG_FORMATS,
     MODES,
     ConfigError,
@@ -45,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tts-voice", help="default TTS voice (name inside the voice repository)")
     add("--moshi-model", help="Moshi speech-to-speech: Hugging Face repo id or local directory")
     add("--mode", choices=MODES, help="processing mode (default hybrid)")
+    add("--llm-provider", choices=LLM_PROVIDERS,
+        help="ollama (default), openai (any OpenAI-compatible server) or llamacpp (embedded, GGUF)")
     add("--llm-url", help="LLM server URL (default Ollama at http://127.0.0.1:11434)")
-    add("--llm-model", help="LLM model name")
+    add("--llm-model", help="LLM model name (llamacpp: a GGUF path or owner/repo/file.gguf)")
     add("--http-host", help="address of the HTTP side port (default 0.0.0.0)")
     add("--http-port", type=int, help="HTTP side port; 0 disables it (default 10301)")
     add("--config", metavar="FILE", help="YAML config file (flags override it)")
@@ -72,6 +75,7 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "tts_voices": ("voice_processing", "tts", "voices"),
     "tts_voice": ("voice_processing", "tts", "voice"),
     "moshi_model": ("voice_processing", "moshi", "model_path"),
+    "llm_provider": ("voice_processing", "external_llm", "provider"),
     "llm_url": ("voice_processing", "external_llm", "url"),
     "llm_model": ("voice_processing", "external_llm", "model"),
 }

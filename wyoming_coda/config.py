@@ -92,6 +92,12 @@ class ExternalLLMConfig:
     model: str = DEFAULT_LLM_MODEL
     vram_allocation: str | None = None
     parallel_processing: bool = True
+    timeout: float = 60.0
+    keep_alive: str = "-1"
+    think: bool = False
+    threads: int | None = None
+    context_size: int = 4096
+    max_tool_iterations: int = 10
 
 
 @dataclass
@@ -143,6 +149,17 @@ class IntegrationConfig:
 
 
 @dataclass
+class PersonalityConfig:
+    """The assistant's default personality profile."""
+
+    name: str = "Coda"
+    style: str = "a helpful voice assistant for the home"
+    verbosity: str = "brief"
+    tone: str = "friendly"
+    extra_prompt: str = ""
+
+
+@dataclass
 class ServerConfig:
     """Where and how the server listens."""
 
@@ -168,6 +185,7 @@ class VoiceConfig:
     tts: TTSConfig = field(default_factory=TTSConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     integration: IntegrationConfig = field(default_factory=IntegrationConfig)
+    personality: PersonalityConfig = field(default_factory=PersonalityConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
@@ -189,6 +207,12 @@ _LLM_SCHEMA = vol.Schema({
     vol.Optional("model"): str,
     vol.Optional("vram_allocation"): _size,
     vol.Optional("parallel_processing"): bool,
+    vol.Optional("timeout"): vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
+    vol.Optional("keep_alive"): vol.Coerce(str),
+    vol.Optional("think"): bool,
+    vol.Optional("threads"): vol.Any(None, vol.All(int, vol.Range(min=1, max=256))),
+    vol.Optional("context_size"): vol.All(int, vol.Range(min=512, max=1 << 20)),
+    vol.Optional("max_tool_iterations"): vol.All(int, vol.Range(min=1, max=50)),
 })
 _BATCH = vol.All(int, vol.Range(min=1, max=256))
 _STT_SCHEMA = vol.Schema({
@@ -232,6 +256,13 @@ CONFIG_SCHEMA = vol.Schema({
         vol.Optional("memory_context_limit"): vol.All(int, vol.Range(min=0, max=100)),
         vol.Optional("personality_adaptation"): bool,
         vol.Optional("tool_calling_during_speech"): bool,
+    },
+    vol.Optional("personality"): {
+        vol.Optional("name"): str,
+        vol.Optional("style"): str,
+        vol.Optional("verbosity"): vol.In(("brief", "normal", "detailed")),
+        vol.Optional("tone"): vol.In(("friendly", "formal", "casual", "playful")),
+        vol.Optional("extra_prompt"): str,
     },
     vol.Optional("server"): {
         vol.Optional("uri"): _uri,
@@ -279,7 +310,7 @@ def config_from_dict(raw: dict[str, Any]) -> VoiceConfig:
     """Build a VoiceConfig from a mapping shaped like the YAML file."""
     data = validate(raw or {})
     flat = dict(data.get("voice_processing", {}))
-    for section in ("audio", "integration", "server"):
+    for section in ("audio", "integration", "personality", "server"):
         flat[section] = data.get(section, {})
     return _build(VoiceConfig, flat)
 
@@ -331,7 +362,7 @@ def _describe_validator(validator: Any) -> str:
 
 def _defaults(section: str) -> Any:
     config = VoiceConfig()
-    return getattr(config, section) if section in ("audio", "integration", "server") else config
+    return getattr(config, section) if section in ("audio", "integration", "personality", "server") else config
 
 
 def config_reference() -> str:

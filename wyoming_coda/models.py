@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,6 +127,17 @@ class ModelStore:
         if slot.state == "failed":
             raise ModelNotReadyError(f"the {kind} model failed to load: {slot.error}")
         return slot.model
+
+    def memory_report(self) -> dict[str, Any]:
+        """Memory held by the models: CUDA allocator figures on a GPU, process RSS on a CPU."""
+        if self.device == "cuda":
+            import torch
+
+            return {"device": "cuda", "allocated_bytes": torch.cuda.memory_allocated(),
+                    "reserved_bytes": torch.cuda.memory_reserved()}
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            rss_pages = int(statm.read().split()[1])
+        return {"device": "cpu", "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE")}
 
     def _build(self, kind: str, info: Any, dtype: Any) -> Any:
         """The engine of `kind` over freshly loaded weights."""

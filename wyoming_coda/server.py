@@ -17,8 +17,9 @@ from .discovery import Advertiser
 from .handler import CodaEventHandler, Service
 from .http import HttpSide
 from .info import build_info
-from .models import ModelStore
+from .manager import VoiceManager
 from .services.asr import AsrService
+from .services.handle import HandleService
 from .services.tts import TtsService
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ class CodaServer:
 
     def __init__(self, config: VoiceConfig) -> None:
         self.config = config
-        self.store = ModelStore(config)
+        self.manager = VoiceManager(config)
+        self.store = self.manager.store
         self._voices: list[str] | None = None
 
     def voices(self) -> list[str]:
@@ -47,7 +49,8 @@ class CodaServer:
 
     def make_services(self, handler: CodaEventHandler) -> list[Service]:
         """The per-connection services of a new client."""
-        return [AsrService(handler, self), TtsService(handler, self)]
+        return [AsrService(handler, self.manager), TtsService(handler, self.manager),
+                HandleService(handler, self.manager)]
 
     async def run(self, stop: asyncio.Event) -> None:
         server_config = self.config.server
@@ -67,7 +70,7 @@ class CodaServer:
                 mode=self.config.mode,
                 host=server_config.zeroconf_host,
             )
-        self.store.start()
+        await self.manager.initialize(wait=False)
         await wyoming.start(partial(CodaEventHandler, server=self))
         try:
             if http is not None:
@@ -83,5 +86,5 @@ class CodaServer:
             await wyoming.stop()
             if http is not None:
                 await http.close()
-            await self.store.close()
+            await self.manager.close()
         _LOGGER.info("Stopped")

@@ -6,7 +6,6 @@ A new synthesize (or synthesize-start) while audio is still going out cancels it
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from typing import TYPE_CHECKING
 
@@ -21,15 +20,14 @@ from wyoming.tts import (
 )
 
 from ..audio import float_to_s16
-from ..engines.tts import TextToSpeech, UnknownVoiceError
+from ..engines.tts import UnknownVoiceError
 
 if TYPE_CHECKING:
     from ..handler import CodaEventHandler
-    from ..server import CodaServer
-
-_LOGGER = logging.getLogger(__name__)
+    from ..manager import VoiceManager
 
 MAX_TEXT_CHARS = 10_000
+SAMPLE_RATE = 24000  # Kyutai TTS output (Mimi)
 EVENT_TYPES = frozenset(
     e.event().type
     for e in (Synthesize(""), SynthesizeStart(), SynthesizeChunk(""), SynthesizeStop())
@@ -51,9 +49,9 @@ def split_sentences(text: str) -> tuple[list[str], str]:
 class TtsService:
     """Speech synthesis for one connection."""
 
-    def __init__(self, handler: CodaEventHandler, server: CodaServer) -> None:
+    def __init__(self, handler: CodaEventHandler, manager: VoiceManager) -> None:
         self.handler = handler
-        self.server = server
+        self.manager = manager
         self._task: asyncio.Task[None] | None = None
         self._sentences: asyncio.Queue[str | None] | None = None  # set while streaming
         self._buffer = ""
@@ -61,10 +59,6 @@ class TtsService:
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TYPES
-
-    def _voice(self, voice: object) -> str:
-        name = getattr(voice, "name", None)
-        return name or self.server.config.tts.voice
 
     async def handle(self, event: Event) -> None:
         if Synthesize.is_type(event.type):
@@ -78,16 +72,16 @@ class TtsService:
                 )
                 return
             await self._cancel()
-            engine, voice = await self._engine_and_voice(synthesize.voice)
-            if engine is not None:
-                self._task = asyncio.create_task(self._speak_whole(engine, voice, synthesize.text))
+            voice = await self._check_voice(synthesize.voice)
+            if voice is not None:
+                self._task = asyncio.create_task(self._speak(voice, synthesize.text))
         elif SynthesizeStart.is_type(event.type):
             await self._cancel()
-            engine, voice = await self._engine_and_voice(SynthesizeStart.from_event(event).voice)
-            if engine is not None:
+            voice = await self._check_voice(SynthesizeStart.from_event(event).voice)
+            if voice is not None:
                 self._sentences = asyncio.Queue()
                 self._buffer, self._received = "", 0
-                self._task = asyncio.create_task(self._speak_stream(engine, voice, self._sentences))
+                self._task = asyncio.create_task(self._speak_stream(voice, self._sentences))
         elif SynthesizeChunk.is_type(event.type):
             await self._stream_text(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
@@ -100,15 +94,13 @@ class TtsService:
             self._sentences.put_nowait(None)
             self._sentences = None
 
-    async def _engine_and_voice(self, voice: object) -> tuple[TextToSpeech | None, str]:
-        engine: TextToSpeech = await self.server.store.get("tts")
-        name = self._voice(voice)
+    async def _check_voice(self, voice: object) -> str | None:
+        """The voice to speak with, or None after an `unknown-voice` error."""
         try:
-            await engine.check_voice(name)
+            return await self.manager.check_voice(getattr(voice, "name", None))
         except UnknownVoiceError as err:
             await self.handler.send_error(str(err), "unknown-voice")
-            return None, name
-        return engine, name
+            return None
 
     async def _stream_text(self, text: str) -> None:
         if self._sentences is None:
@@ -125,22 +117,20 @@ class TtsService:
         for sentence in sentences:
             self._sentences.put_nowait(sentence)
 
-    async def _speak_whole(self, engine: TextToSpeech, voice: str, text: str) -> None:
-        await self._speak(engine, voice, text)
-
-    async def _speak_stream(self, engine: TextToSpeech, voice: str, sentences: asyncio.Queue[str | None]) -> None:
+    async def _speak_stream(self, voice: str, sentences: asyncio.Queue[str | None]) -> None:
         while (sentence := await sentences.get()) is not None:
-            await self._speak(engine, voice, sentence)
+            await self._speak(voice, sentence)
         await self.handler.write_event(SynthesizeStopped().event())
 
-    async def _speak(self, engine: TextToSpeech, voice: str, text: str) -> None:
+    async def _speak(self, voice: str, text: str) -> None:
         """audio-start, one audio-chunk per decoded frame, audio-stop (also when cancelled)."""
-        rate, width, channels = engine.sample_rate, 2, 1
+        rate, width, channels = SAMPLE_RATE, 2, 1
         await self.handler.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
-        stream = await engine.open(voice) if text.strip() else None
         sent_ms = 0
+        stream = None
         try:
-            if stream is not None:
+            if text.strip():
+                stream = await self.manager.open_synthesis(voice)
                 stream.add_text(text)
                 stream.end_text()
                 async for frame in stream.audio():

@@ -1,0 +1,214 @@
+"""Wyoming handle over TCP against a real server, the LLM being the Ollama API test double:
+streamed answers, tool calls answered by the client, local tools, text tool calls, bounded
+tool loops, memory across a restart, personality, modes and a dead or missing LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wyoming.asr import Transcript
+from wyoming.event import Event
+from wyoming.ping import Ping
+
+from tests.ollama_double import OllamaDouble, Reply
+from tests.serverproc import ServerProcess
+
+TURN_ON = {"type": "function", "function": {
+    "name": "HassTurnOn", "description": "Turns on a device or entity",
+    "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}
+
+
+async def handle_turn(
+    server: ServerProcess, text: str, context: dict[str, Any] | None = None,
+    answer_tool: Callable[[dict[str, Any]], dict[str, Any]] | None = None, language: str | None = None,
+) -> list[Event]:
+    """One handle turn; tool calls are answered with `answer_tool(call) -> result event data`."""
+    events: list[Event] = []
+    async with server.client() as client:
+        await client.write_event(Transcript(text=text, language=language, context=context).event())
+        while True:
+            event = await asyncio.wait_for(client.read_event(), 30)
+            assert event is not None
+            events.append(event)
+            if event.type == "coda-tool-call":
+                assert answer_tool is not None, "unexpected tool call"
+                await client.write_event(Event("coda-tool-result", {"id": event.data["id"], **answer_tool(event.data)}))
+            if event.type in ("handled", "not-handled"):
+                return events
+
+
+def chunks(events: list[Event]) -> str:
+    return "".join(e.data["text"] for e in events if e.type == "handled-chunk")
+
+
+def config_file(tmp_path: Path, **sections: dict[str, Any]) -> str:
+    import yaml
+
+    path = tmp_path / "coda.yaml"
+    path.write_text(yaml.safe_dump(sections))
+    return str(path)
+
+
+async def test_plain_client_gets_a_streamed_answer(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [Reply(text="The weather is sunny today. Enjoy it!")]
+    server = start_server("--llm-url", ollama.url)
+    events = await handle_turn(server, "what is the weather like", context={"conversation_id": "c1"})
+    types = [e.type for e in events]
+    assert types[0] == "handled-start" and types[-2:] == ["handled-stop", "handled"]
+    assert chunks(events) == "The weather is sunny today. Enjoy it!"
+    assert events[-1].data == {"text": "The weather is sunny today. Enjoy it!", "context": {"conversation_id": "c1"}}
+    (request,) = ollama.requests
+    assert request["stream"] is True and request["think"] is False and request["keep_alive"] == "-1"
+    assert request["messages"][0]["role"] == "system" and request["messages"][-1] == {
+        "role": "user", "content": "what is the weather like"}
+
+
+async def test_client_tools_are_called_across_the_link(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [
+        Reply(tool_calls=[("HassTurnOn", {"name": "kitchen light"})]),
+        Reply(text="The kitchen light is on."),
+    ]
+    server = start_server("--llm-url", ollama.url)
+    calls = []
+
+    def answer(call: dict[str, Any]) -> dict[str, Any]:
+        calls.append(call)
+        return {"result": {"success": True, "targets": ["light.kitchen"]}}
+
+    events = await handle_turn(server, "turn on the kitchen light",
+                               context={"conversation_id": "c2", "tools": [TURN_ON]}, answer_tool=answer)
+    assert [(c["name"], c["arguments"]) for c in calls] == [("HassTurnOn", {"name": "kitchen light"})]
+    assert events[-1].type == "handled" and events[-1].data["text"] == "The kitchen light is on."
+    first, second = ollama.requests
+    assert "HassTurnOn" in [t["function"]["name"] for t in first["tools"]]
+    assert "get_current_time" in [t["function"]["name"] for t in first["tools"]]  # local tools too
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_name"] == "HassTurnOn"
+    assert json.loads(tool_message["content"]) == {"success": True, "targets": ["light.kitchen"]}
+    assert second["messages"][-2]["tool_calls"][0]["function"]["name"] == "HassTurnOn"
+
+
+async def test_tool_errors_and_multi_step(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [
+        Reply(tool_calls=[("HassTurnOn", {"name": "attic"})]),
+        Reply(tool_calls=[("HassTurnOn", {"name": "attic lamp"}), ("get_current_time", {})]),
+        Reply(text="Done, the attic lamp is on."),
+    ]
+    server = start_server("--llm-url", ollama.url)
+    answers = iter([{"error": "no device named attic"}, {"result": {"success": True}}])
+    events = await handle_turn(server, "turn on the attic light", context={"tools": [TURN_ON]},
+                               answer_tool=lambda call: next(answers))
+    assert [e.data["name"] for e in events if e.type == "coda-tool-call"] == ["HassTurnOn", "HassTurnOn"]
+    assert events[-1].data["text"] == "Done, the attic lamp is on."
+    third = ollama.requests[2]["messages"]
+    assert json.loads(ollama.requests[1]["messages"][-1]["content"]) == {"error": "no device named attic"}
+    local = next(m for m in third if m["role"] == "tool" and m["tool_name"] == "get_current_time")
+    assert {"time", "date"} <= json.loads(local["content"]).keys()  # ran on the server, not the client
+
+
+async def test_tool_loop_is_bounded(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    ollama.script = [Reply(tool_calls=[("get_current_time", {})]) for _ in range(10)]
+    ollama.default = Reply(text="I gave up asking for the time.")
+    server = start_server("--llm-url", ollama.url, "--config", config_file(
+        tmp_path, voice_processing={"external_llm": {"max_tool_iterations": 3}}))
+    events = await handle_turn(server, "what time is it")
+    assert len(ollama.requests) == 4
+    assert all(r.get("tools") for r in ollama.requests[:3]) and not ollama.requests[3].get("tools")
+    assert events[-1].data["text"] == "I gave up asking for the time."
+
+
+async def test_tool_call_written_as_text_is_extracted(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [
+        Reply(text='{"name": "HassTurnOn", "arguments": {"name": "hallway"}}'),
+        Reply(text="Hallway light on."),
+    ]
+    server = start_server("--llm-url", ollama.url)
+    events = await handle_turn(server, "turn on the hallway light", context={"tools": [TURN_ON]},
+                               answer_tool=lambda call: {"result": "ok"})
+    assert [e.data["arguments"] for e in events if e.type == "coda-tool-call"] == [{"name": "hallway"}]
+    assert "{" not in chunks(events)  # the JSON was never streamed (or spoken)
+    assert events[-1].data["text"] == "Hallway light on."
+
+
+async def test_dead_llm_and_missing_model(start_server, ollama: OllamaDouble) -> None:
+    from tests.serverproc import free_port
+
+    dead = start_server("--llm-url", f"http://127.0.0.1:{free_port()}")
+    events = await handle_turn(dead, "hello there")
+    assert events[-1].type == "not-handled"
+    assert events[-1].data["text"] == "Sorry, I can't reach my language model right now."
+    async with dead.client() as client:  # the server goes on serving
+        await client.write_event(Ping(text="alive").event())
+        assert (await client.read_event()).data["text"] == "alive"
+
+    missing = start_server("--llm-url", ollama.url, "--llm-model", "llama9:404b")
+    events = await handle_turn(missing, "hello there")
+    assert events[-1].type == "not-handled" and "llama9:404b is not installed" in events[-1].data["text"]
+
+
+async def test_midstream_llm_error_is_spoken(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [Reply(text="Let me think", error_midstream=True)]
+    server = start_server("--llm-url", ollama.url)
+    events = await handle_turn(server, "tell me a story")
+    assert events[-1].type == "not-handled"
+    assert events[-1].data["text"].startswith("Let me think") and "Sorry" in events[-1].data["text"]
+
+
+async def test_memory_survives_a_restart(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    data = tmp_path / "persistent"
+    first = start_server("--llm-url", ollama.url, "--data-dir", str(data))
+    await handle_turn(first, "Hi! My name is Alice and I like jazz music.", context={"user_id": "u1"})
+    assert first.terminate() == 0
+    second = start_server("--llm-url", ollama.url, "--data-dir", str(data))
+    await handle_turn(second, "what is my name", context={"user_id": "u1"})
+    system = ollama.requests[-1]["messages"][0]["content"]
+    assert "The user's name is Alice" in system and "The user likes jazz music" in system
+    await handle_turn(second, "what is my name", context={"user_id": "someone-else"})
+    assert "Alice" not in ollama.requests[-1]["messages"][0]["content"]
+
+
+async def test_personality_is_injected_and_adapts(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    data = tmp_path / "persistent"
+    cfg = config_file(tmp_path, personality={"name": "Jarvis", "verbosity": "normal", "tone": "friendly"})
+    server = start_server("--llm-url", ollama.url, "--data-dir", str(data), "--config", cfg)
+    await handle_turn(server, "hello")
+    system = ollama.requests[-1]["messages"][0]["content"]
+    assert system.startswith("You are Jarvis") and "Answer in a few sentences." in system
+    await handle_turn(server, "please be shorter and speak more formally")
+    assert server.terminate() == 0
+    again = start_server("--llm-url", ollama.url, "--data-dir", str(data), "--config", cfg)
+    await handle_turn(again, "hello")
+    system = ollama.requests[-1]["messages"][0]["content"]
+    assert "Answer in one or two short sentences." in system
+
+
+async def test_conversation_history_and_extra_prompt(start_server, ollama: OllamaDouble) -> None:
+    ollama.script = [Reply(text="Nice to meet you."), Reply(text="You said hello.")]
+    server = start_server("--llm-url", ollama.url)
+    await handle_turn(server, "hello", context={"conversation_id": "conv"})
+    await handle_turn(server, "what did I say", context={"conversation_id": "conv",
+                                                         "extra_system_prompt": "The user is in the kitchen."})
+    messages = ollama.requests[-1]["messages"]
+    assert [m["content"] for m in messages[1:]] == ["hello", "Nice to meet you.", "what did I say"]
+    assert "The user is in the kitchen." in messages[0]["content"]
+
+
+async def test_moshi_only_mode_is_reported_not_available(start_server, ollama: OllamaDouble) -> None:
+    server = start_server("--llm-url", ollama.url, "--mode", "moshi_only")
+    events = await handle_turn(server, "hello")
+    error = next(e for e in events if e.type == "error")
+    assert error.data["code"] == "mode-not-available" and events[-1].type == "not-handled"
+    assert not ollama.requests
+
+
+async def test_malformed_tools_and_unknown_results(start_server, ollama: OllamaDouble) -> None:
+    server = start_server("--llm-url", ollama.url)
+    async with server.client() as client:
+        await client.write_event(Transcript(text="hi", context={"tools": "nope"}).event())
+        await client.write_event(Event("coda-tool-result", {"id": "call_nope", "result": 1}))
+        first, second = await client.read_event(), await client.read_event()
+    assert (first.data["code"], second.data["code"]) == ("malformed-event", "unknown-tool-call")

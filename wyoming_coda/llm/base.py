@@ -1,0 +1,136 @@
+"""What every LLM backend speaks: OpenAI-style messages and tools in, streamed chunks out."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Message = dict[str, Any]  # {"role", "content", optional "tool_calls": [ToolCall], "tool_call_id", "name"}
+
+
+@dataclass
+class ToolCall:
+    """A tool the model wants called."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:12])
+
+
+@dataclass
+class LLMChunk:
+    """One piece of a streamed answer: text, whole tool calls, or both."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+class LLMError(Exception):
+    """The LLM cannot answer; `spoken` is what the assistant says to the user."""
+
+    def __init__(self, detail: str, spoken: str, code: str) -> None:
+        super().__init__(detail)
+        self.spoken = spoken
+        self.code = code
+
+
+def unavailable(detail: str) -> LLMError:
+    return LLMError(detail, "Sorry, I can't reach my language model right now.", "llm-unavailable")
+
+
+def model_missing(model: str, detail: str) -> LLMError:
+    return LLMError(detail, f"Sorry, the language model {model} is not installed.", "llm-model-missing")
+
+
+class LLMBackend(Protocol):
+    """A chat model that streams."""
+
+    name: str
+    model: str
+
+    def chat(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        """Stream the answer to `messages`; tool calls arrive whole."""
+
+    async def check(self) -> None:
+        """Raise LLMError unless the server answers and has the model."""
+
+    async def close(self) -> None:
+        """Release connections (and an embedded runtime)."""
+
+
+def tool_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI / Ollama tool definition."""
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+def tool_name(schema: dict[str, Any]) -> str:
+    return str(schema.get("function", schema).get("name", ""))
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
+    """Tool calls a local model wrote as JSON text (bare, fenced or in <tool_call> tags), or
+    None when the text is not a tool call of a known tool."""
+    stripped = text.strip()
+    bodies = _TAGGED.findall(stripped) or [_FENCE.sub("", stripped)]
+    calls: list[ToolCall] = []
+    for body in bodies:
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError:
+            return None
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict):
+                return None
+            item = item.get("function", item)
+            name = item.get("name")
+            args = item.get("arguments", item.get("parameters", {}))
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args or "{}")
+                except json.JSONDecodeError:
+                    return None
+            if name not in known or not isinstance(args, dict):
+                return None
+            calls.append(ToolCall(name=name, arguments=args))
+    return calls or None
+
+
+def looks_like_tool_call(text: str) -> bool:
+    """True when the start of an answer may be a JSON tool call (hold it back from speech)."""
+    head = text.lstrip()[:12]
+    return head.startswith(("{", "[", "<tool_call>", "```"))
+
+
+async def with_text_tool_calls(
+    stream: AsyncIterator[LLMChunk], tools: list[dict[str, Any]] | None
+) -> AsyncIterator[LLMChunk]:
+    """Pass a stream through, turning a JSON-text tool call into a real one. Text that starts
+    like JSON is held back until the end of the answer, so it is never spoken."""
+    known = {tool_name(t) for t in tools or []}
+    held = ""
+    holding = bool(known)
+    async for chunk in stream:
+        if chunk.tool_calls:
+            yield LLMChunk(tool_calls=chunk.tool_calls)
+        if not chunk.text:
+            continue
+        if not holding:
+            yield LLMChunk(text=chunk.text)
+            continue
+        held += chunk.text
+        if held.strip() and not looks_like_tool_call(held):
+            yield LLMChunk(text=held)
+            held, holding = "", False
+    if held:
+        calls = parse_text_tool_calls(held, known)
+        yield LLMChunk(tool_calls=calls) if calls else LLMChunk(text=held)

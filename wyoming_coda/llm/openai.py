@@ -1,0 +1,121 @@
+"""Any OpenAI-compatible chat server (llama.cpp, vLLM, ...): streamed SSE over aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, unavailable
+
+CONNECT_RETRIES = 2
+
+
+def _to_openai(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message["tool_calls"]
+        ]
+    if message["role"] == "tool":
+        out["tool_call_id"] = message.get("tool_call_id", "")
+    return out
+
+
+class OpenAIBackend:
+    """A model behind `/v1/chat/completions`."""
+
+    name = "openai"
+
+    def __init__(self, url: str, model: str, timeout: float = 60.0, api_key: str | None = None) -> None:
+        self.model = model
+        self.base = url.rstrip("/") if url.rstrip("/").endswith("/v1") else url.rstrip("/") + "/v1"
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self._session
+
+    async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        for attempt in range(CONNECT_RETRIES + 1):
+            try:
+                response = await self._http().post(f"{self.base}/chat/completions", json=body)
+            except aiohttp.ClientConnectionError as err:
+                if attempt == CONNECT_RETRIES:
+                    raise unavailable(f"{self.base} is unreachable: {err}") from err
+                await asyncio.sleep(0.25 * 2**attempt)
+                continue
+            if response.status == 404:
+                raise model_missing(self.model, f"{self.base}: {await response.text()}")
+            if response.status >= 400:
+                raise LLMError(f"{self.base}: HTTP {response.status} {await response.text()}",
+                               "Sorry, my language model failed.", "llm-error")
+            return response
+        raise AssertionError("unreachable")
+
+    async def chat(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        body: dict[str, Any] = {"model": self.model, "messages": [_to_openai(m) for m in messages], "stream": True}
+        if tools:
+            body["tools"] = tools
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        response = await self._post(body)
+        partial: dict[int, dict[str, Any]] = {}
+        try:
+            async for raw in response.content:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    raise LLMError(f"{self.base}: {event['error']}", "Sorry, my language model failed.", "llm-error")
+                for choice in event.get("choices", []):
+                    delta = choice.get("delta") or {}
+                    for call in delta.get("tool_calls") or []:
+                        slot = partial.setdefault(call.get("index", 0), {"id": None, "name": "", "arguments": ""})
+                        slot["id"] = call.get("id") or slot["id"]
+                        function = call.get("function") or {}
+                        slot["name"] += function.get("name") or ""
+                        slot["arguments"] += function.get("arguments") or ""
+                    if delta.get("content"):
+                        yield LLMChunk(text=delta["content"])
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise unavailable(f"{self.base}: stream broken: {err}") from err
+        finally:
+            response.release()
+        calls = []
+        for slot in partial.values():
+            try:
+                arguments = json.loads(slot["arguments"] or "{}")
+            except json.JSONDecodeError:
+                arguments = {}
+            call = ToolCall(name=slot["name"], arguments=arguments if isinstance(arguments, dict) else {})
+            if slot["id"]:
+                call.id = slot["id"]
+            calls.append(call)
+        if calls:
+            yield LLMChunk(tool_calls=calls)
+
+    async def check(self) -> None:
+        try:
+            async with self._http().get(f"{self.base}/models") as response:
+                if response.status >= 400:
+                    raise unavailable(f"{self.base}/models: HTTP {response.status}")
+        except aiohttp.ClientError as err:
+            raise unavailable(f"{self.base} is unreachable: {err}") from err
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,80 @@
+"""Personality: a profile (name, style, verbosity, tone) injected into the system prompt, that
+adapts to explicit feedback ("be shorter", "speak more formally") and persists per user."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+VERBOSITY = ("brief", "normal", "detailed")
+TONES = ("friendly", "formal", "casual", "playful")
+
+_FEEDBACK: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"\b(be|keep it|answer|speak|talk)\b.*\b(shorter|briefer|brief|concise|less)\b|\btoo long\b", re.I),
+     "verbosity", "shorter"),
+    (re.compile(r"\b(more detail|more details|longer|elaborate|explain more|too short)\b", re.I),
+     "verbosity", "longer"),
+    (re.compile(r"\b(more formal(ly)?|be formal|speak formally)\b", re.I), "tone", "formal"),
+    (re.compile(r"\b(more casual(ly)?|less formal|be casual|relax)\b", re.I), "tone", "casual"),
+    (re.compile(r"\b(more fun|funnier|more playful)\b", re.I), "tone", "playful"),
+]
+
+
+@dataclass(frozen=True)
+class Personality:
+    """How the assistant speaks."""
+
+    name: str = "Coda"
+    style: str = "a helpful voice assistant for the home"
+    verbosity: str = "brief"
+    tone: str = "friendly"
+
+    def prompt(self) -> str:
+        length = {
+            "brief": "Answer in one or two short sentences.",
+            "normal": "Answer in a few sentences.",
+            "detailed": "Give complete, detailed answers.",
+        }[self.verbosity]
+        return (
+            f"You are {self.name}, {self.style}. Your tone is {self.tone}. {length} "
+            "Your answers are spoken aloud: no markdown, lists, emoji or code."
+        )
+
+    def adapt(self, feedback: str) -> Personality | None:
+        """The profile after explicit feedback, or None when the text asks for no change."""
+        for pattern, field_name, change in _FEEDBACK:
+            if not pattern.search(feedback):
+                continue
+            if field_name == "verbosity":
+                index = VERBOSITY.index(self.verbosity) + (-1 if change == "shorter" else 1)
+                level = VERBOSITY[max(0, min(len(VERBOSITY) - 1, index))]
+                return replace(self, verbosity=level) if level != self.verbosity else None
+            return replace(self, tone=change) if change != self.tone else None
+        return None
+
+
+class PersonalityStore:
+    """Profiles per user, starting from the configured one, kept in a JSON file."""
+
+    def __init__(self, path: Path, default: Personality) -> None:
+        self.path = path
+        self.default = default
+        self._profiles: dict[str, Personality] = {}
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            self._profiles = {user: Personality(**profile) for user, profile in stored.items()}
+
+    def get(self, user_id: str) -> Personality:
+        return self._profiles.get(user_id, self.default)
+
+    def adapt(self, user_id: str, feedback: str) -> Personality | None:
+        """Apply explicit feedback; persists and returns the new profile when it changed."""
+        changed = self.get(user_id).adapt(feedback)
+        if changed is not None:
+            self._profiles[user_id] = changed
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            data = {user: asdict(profile) for user, profile in self._profiles.items()}
+            self.path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        return changed

@@ -1,0 +1,122 @@
+"""Wyoming `handle`: a conversation turn from the user's text, streamed back, with tool calls
+that the client answers (see docs/protocol.md).
+
+Client → server: `transcript` (text, language, context: conversation_id, user/device ids,
+optional `tools` and `extra_system_prompt`), later `coda-tool-result` for each tool call.
+Server → client: handled-start, handled-chunk*, coda-tool-call (only for the client's own
+tools), handled-stop, then `handled` (or `not-handled` when the turn failed) — a plain
+`handled` always ends the turn, since Home Assistant's wyoming client reads only that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from wyoming.asr import Transcript
+from wyoming.event import Event
+from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
+
+from ..hybrid import TextDelta, TurnDone
+from ..llm.base import ToolCall
+from ..manager import ModeNotAvailableError
+from ..tools import RemoteTools, ToolError
+
+if TYPE_CHECKING:
+    from ..handler import CodaEventHandler
+    from ..manager import VoiceManager
+
+_LOGGER = logging.getLogger(__name__)
+
+TOOL_CALL = "coda-tool-call"
+TOOL_RESULT = "coda-tool-result"
+TOOL_TIMEOUT = 30.0
+EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
+
+
+class HandleService:
+    """Conversation turns for one connection."""
+
+    def __init__(self, handler: CodaEventHandler, manager: VoiceManager) -> None:
+        self.handler = handler
+        self.manager = manager
+        self._turn: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[tuple[Any, str | None]]] = {}
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in EVENT_TYPES
+
+    async def handle(self, event: Event) -> None:
+        if event.type == TOOL_RESULT:
+            await self._tool_result(event.data)
+            return
+        transcript = Transcript.from_event(event)
+        context = transcript.context or {}
+        tools = context.get("tools") if isinstance(context, dict) else None
+        if not isinstance(context, dict) or (tools is not None and not (
+                isinstance(tools, list) and all(isinstance(t, dict) for t in tools))):
+            await self.handler.send_error("transcript: context.tools must be a list of tool objects",
+                                          "malformed-event")
+            return
+        await self.close()  # a new request replaces (barge-in) the one in progress
+        self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
+
+    async def _tool_result(self, data: dict[str, Any]) -> None:
+        future = self._pending.pop(str(data.get("id")), None)
+        if future is None:
+            await self.handler.send_error(f"{TOOL_RESULT}: no tool call with id {data.get('id')!r}", "unknown-tool-call")
+            return
+        if not future.done():
+            error = data.get("error")
+            future.set_result((data.get("result"), str(error) if error else None))
+
+    async def _call_remote(self, call: ToolCall) -> Any:
+        future: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
+        self._pending[call.id] = future
+        await self.handler.write_event(
+            Event(TOOL_CALL, {"id": call.id, "name": call.name, "arguments": call.arguments})
+        )
+        try:
+            result, error = await asyncio.wait_for(future, TOOL_TIMEOUT)
+        except TimeoutError:
+            raise ToolError(f"the client did not answer tool call {call.name} in {TOOL_TIMEOUT:.0f} s") from None
+        finally:
+            self._pending.pop(call.id, None)
+        if error:
+            raise ToolError(error)
+        return result
+
+    async def _run(self, text: str, language: str | None, context: dict[str, Any]) -> None:
+        user_id = str(context.get("user_id") or context.get("satellite_id") or context.get("device_id") or "default")
+        conversation_id = await self.manager.start_conversation(context.get("conversation_id"), user_id, language)
+        out_context = {"conversation_id": conversation_id}
+        tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
+        await self.handler.write_event(HandledStart(context=out_context).event())
+        done: TurnDone | None = None
+        try:
+            async for event in self.manager.process_text(
+                conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
+                language=language,
+            ):
+                if isinstance(event, TextDelta):
+                    await self.handler.write_event(HandledChunk(text=event.text).event())
+                elif isinstance(event, TurnDone):
+                    done = event
+        except ModeNotAvailableError as err:
+            await self.handler.send_error(str(err), "mode-not-available")
+            done = TurnDone(str(err), "none", "mode-not-available")
+        await self.handler.write_event(HandledStop().event())
+        if done is None or done.error:
+            await self.handler.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
+        else:
+            await self.handler.write_event(Handled(text=done.text, context=out_context).event())
+
+    async def close(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            await asyncio.gather(turn, return_exceptions=True)
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()

@@ -1,0 +1,139 @@
+"""Tools the LLM can call: the spec's tool manager interface, the server's own local tools
+(time, date, timers) and tools whose calls are answered by the client (Home Assistant)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .llm.base import ToolCall, tool_name, tool_schema
+
+
+class ToolManager(Protocol):
+    """What `VoiceManager.set_tool_manager` takes."""
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """OpenAI-style tool definitions."""
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Run a tool; the result is JSON-serialisable. Raise to report an error."""
+
+
+class ToolError(Exception):
+    """A tool failed; the message goes back to the LLM."""
+
+
+@dataclass
+class _Timer:
+    name: str
+    ends_at: float
+    task: asyncio.Task[None]
+
+
+class LocalTools:
+    """Tools that need nothing but the server: current time and date, timers."""
+
+    def __init__(self, on_timer: Callable[[str], Awaitable[None]] | None = None) -> None:
+        self._timers: dict[str, _Timer] = {}
+        self._on_timer = on_timer
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [
+            tool_schema("get_current_time", "The current local time and date.", {"type": "object", "properties": {}}),
+            tool_schema(
+                "start_timer", "Start a named countdown timer.",
+                {"type": "object", "properties": {
+                    "name": {"type": "string", "description": "what the timer is for"},
+                    "seconds": {"type": "integer", "description": "duration in seconds"}},
+                 "required": ["seconds"]},
+            ),
+            tool_schema("list_timers", "The running timers and their remaining seconds.",
+                        {"type": "object", "properties": {}}),
+            tool_schema("cancel_timer", "Cancel a running timer by name.",
+                        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        if name == "get_current_time":
+            now = datetime.now().astimezone()
+            return {"time": now.strftime("%H:%M"), "date": now.strftime("%A %d %B %Y"), "timezone": str(now.tzinfo)}
+        if name == "start_timer":
+            return self._start_timer(str(arguments.get("name") or "timer"), arguments.get("seconds"))
+        if name == "list_timers":
+            now = time.monotonic()
+            return {"timers": [{"name": t.name, "remaining_seconds": round(t.ends_at - now)} for t in self._timers.values()]}
+        if name == "cancel_timer":
+            timer = self._timers.pop(str(arguments.get("name")), None)
+            if timer is None:
+                raise ToolError(f"no timer named {arguments.get('name')!r}")
+            timer.task.cancel()
+            return {"cancelled": timer.name}
+        raise ToolError(f"unknown tool {name!r}")
+
+    def _start_timer(self, name: str, seconds: Any) -> dict[str, Any]:
+        if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
+            raise ToolError("seconds must be a number between 1 and 86400")
+        if name in self._timers:
+            self._timers.pop(name).task.cancel()
+
+        async def ring() -> None:
+            await asyncio.sleep(seconds)
+            self._timers.pop(name, None)
+            if self._on_timer is not None:
+                await self._on_timer(name)
+
+        self._timers[name] = _Timer(name, time.monotonic() + seconds, asyncio.create_task(ring()))
+        return {"started": name, "seconds": seconds}
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.task.cancel()
+        self._timers.clear()
+
+
+class RemoteTools:
+    """Tools described by the client, each call answered by the client (Home Assistant runs
+    them through its LLM API, so only exposed entities are reachable)."""
+
+    def __init__(self, schemas: list[dict[str, Any]], call: Callable[[ToolCall], Awaitable[Any]]) -> None:
+        self._schemas = schemas
+        self._call = call
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        return await self._call(ToolCall(name=name, arguments=arguments))
+
+
+class Toolbox:
+    """The tools of one turn: several managers behind one name space (first one wins)."""
+
+    def __init__(self, managers: list[ToolManager]) -> None:
+        self._owner: dict[str, ToolManager] = {}
+        self._schemas: list[dict[str, Any]] = []
+        for manager in managers:
+            for schema in manager.schemas():
+                name = tool_name(schema)
+                if name and name not in self._owner:
+                    self._owner[name] = manager
+                    self._schemas.append(schema)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    async def call(self, call: ToolCall) -> tuple[Any, str | None]:
+        """(result, error): errors are returned, not raised, so the LLM can react to them."""
+        manager = self._owner.get(call.name)
+        if manager is None:
+            return None, f"unknown tool {call.name!r}"
+        try:
+            return await manager.call(call.name, call.arguments), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any tool failure goes back to the LLM
+            return None, str(err) or type(err).__name__
