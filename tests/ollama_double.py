@@ -98,9 +98,17 @@ class OllamaDouble:
             chunks.append({"role": "assistant", "content": "", "tool_calls": [
                 {"id": _call_id(), "function": {"index": i, "name": name, "arguments": args}}
                 for i, (name, args) in enumerate(reply.tool_calls)]})
-        start = time.monotonic_ns()
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
+        try:
+            await self._stream(response, model, chunks, reply)
+        except ConnectionResetError:
+            pass  # the client hung up (a cancelled turn), as it may with a real Ollama
+        return response
+
+    async def _stream(self, response: web.StreamResponse, model: str, chunks: list[dict[str, Any]],
+                      reply: Reply) -> None:
+        start = time.monotonic_ns()
         for chunk in chunks:
             line = {"model": model, "created_at": _now(), "message": chunk, "done": False}
             await response.write((json.dumps(line) + "\n").encode())
@@ -114,4 +122,3 @@ class OllamaDouble:
                      "eval_count": len(chunks), "eval_duration": 1000}
             await response.write((json.dumps(final) + "\n").encode())
         await response.write_eof()
-        return response

@@ -212,3 +212,15 @@ async def test_malformed_tools_and_unknown_results(start_server, ollama: OllamaD
         await client.write_event(Event("coda-tool-result", {"id": "call_nope", "result": 1}))
         first, second = await client.read_event(), await client.read_event()
     assert (first.data["code"], second.data["code"]) == ("malformed-event", "unknown-tool-call")
+
+
+async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_path: Path) -> None:
+    """The embedded llama.cpp backend with a real (small) model, end to end over Wyoming."""
+    from tests.test_llm import smollm2
+
+    server = start_server("--llm-provider", "llamacpp", "--llm-model", str(smollm2()), "--config",
+                          config_file(tmp_path, voice_processing={"external_llm": {"threads": 1}}))
+    events = await handle_turn(server, "Say hello to me.")
+    streamed = [e for e in events if e.type == "handled-chunk"]
+    assert events[-1].type == "handled" and len(streamed) > 3
+    assert events[-1].data["text"] == chunks(events).strip() and len(events[-1].data["text"].split()) > 2

@@ -8,6 +8,7 @@ whole voice turns from WAV or from an audio stream, analytics and events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -223,15 +224,16 @@ class VoiceManager:
             events = run_turn(self.llm, await self._turn_request(conversation, text, route, tools, extra_prompt,
                                                                  speak, voice))
         start = time.monotonic()
-        async for event in events:
-            if isinstance(event, ToolCalled):
-                self.events.publish("tool_call", conversation_id=conversation_id, name=event.call.name,
-                                    arguments=event.call.arguments)
-            elif isinstance(event, ToolAnswered):
-                self.stats.tool_calls["error" if event.error else "ok"] += 1
-            elif isinstance(event, TurnDone):
-                await self._finish_turn(conversation, text, event, time.monotonic() - start)
-            yield event
+        async with contextlib.aclosing(events):  # closing this iterator cancels the turn at once
+            async for event in events:
+                if isinstance(event, ToolCalled):
+                    self.events.publish("tool_call", conversation_id=conversation_id, name=event.call.name,
+                                        arguments=event.call.arguments)
+                elif isinstance(event, ToolAnswered):
+                    self.stats.tool_calls["error" if event.error else "ok"] += 1
+                elif isinstance(event, TurnDone):
+                    await self._finish_turn(conversation, text, event, time.monotonic() - start)
+                yield event
 
     async def _turn_request(
         self, conversation: Conversation, text: str, route: Route, tools: ToolManager | None,
@@ -401,12 +403,12 @@ class _StreamConductor:
                 pcm = reader.push(data)
                 if pcm and reader.format is not None:
                     await self._feed(pcm, *reader.format)
+                await asyncio.sleep(0)  # let the engines step while a fast source floods us
             self._end_utterance()
-            for task in (self.completion, self.answer):
-                if task is not None:
-                    await task
-            if self.answer is not None:  # the completion may have started one
-                await self.answer
+            if self.completion is not None:
+                await asyncio.gather(self.completion, return_exceptions=True)
+            if self.answer is not None:  # an interrupted answer ends as cancelled
+                await asyncio.gather(self.answer, return_exceptions=True)
             await self.output.put(None)
         except Exception as err:  # noqa: BLE001 - handed to the consumer
             await self.output.put(err)
@@ -451,29 +453,40 @@ class _StreamConductor:
         if transcription is None or reader is None:
             return
         transcription.finish()
-        self.completion = asyncio.create_task(self._complete(transcription, reader, time.monotonic()))
+        self.completion = asyncio.create_task(
+            self._complete(transcription, reader, time.monotonic(), self.completion)
+        )
 
-    async def _complete(self, transcription: Transcription, reader: asyncio.Task[None], stop: float) -> None:
+    async def _complete(
+        self, transcription: Transcription, reader: asyncio.Task[None], stop: float,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Finish an utterance (after the one before it, so answers keep their order)."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         try:
             await reader
             self.manager.record_transcription(transcription, time.monotonic() - stop)
         finally:
             await transcription.close()
-        if not transcription.text:
-            return
+        if not transcription.text or (transcription.vad is not None and not transcription.heard_speech):
+            return  # nothing said: no answer
         await self.output.put(self._chunk(transcript=transcription.text, event="transcript"))
         if self._answering():
             await self._interrupt()
         self.answer = asyncio.create_task(self._respond(transcription.text))
 
     async def _respond(self, text: str) -> None:
-        async for event in self.manager.process_text(self.conversation.id, text, speak=True):
-            if isinstance(event, TextDelta):
-                await self.output.put(self._chunk(text_delta=event.text))
-            elif isinstance(event, AudioOut):
-                await self.output.put(self._chunk(audio_data=float_to_s16(event.pcm)))
-            elif isinstance(event, TurnDone):
-                await self.output.put(self._chunk(event="turn_end"))
+        try:
+            async for event in self.manager.process_text(self.conversation.id, text, speak=True):
+                if isinstance(event, TextDelta):
+                    await self.output.put(self._chunk(text_delta=event.text))
+                elif isinstance(event, AudioOut):
+                    await self.output.put(self._chunk(audio_data=float_to_s16(event.pcm)))
+                elif isinstance(event, TurnDone):
+                    await self.output.put(self._chunk(event="turn_end"))
+        except Exception as err:  # noqa: BLE001 - handed to the consumer
+            await self.output.put(err)
 
     async def _close(self) -> None:
         for task in (self.answer, self.completion, self.reader):

@@ -87,10 +87,13 @@ class TtsStream(BatchedStream[np.ndarray]):
     def has_work(self) -> bool:
         if self.done:
             return False
-        if self._complete or self._pending:
+        machine = self.machine
+        if self._complete or self._pending or machine.entries or machine.queued:
             return True
-        # waiting for words: keep stepping only while the lookahead still has enough of them
-        return len(self.machine.entries) > self.engine.model.machine.second_stream_ahead
+        # out of words, more to come: finish speaking the last one (its audio lags the text),
+        # then wait without stepping until text arrives
+        last_word = machine.consumption_times[-1] if machine.consumption_times else 0
+        return self.offset - last_word < self.engine.tail_steps
 
     def take(self) -> TtsWork:
         work = TtsWork(self, self._voice, self._pending, self._complete)
@@ -137,6 +140,8 @@ class TextToSpeech(BatchedEngine):
         ]
         if not model.multistream:
             model.lm.dep_q = model.n_q
+        # steps from a word entering the text stream to the end of its audio
+        self.tail_steps = model.delay_steps + max(model.lm.delays) + model.final_padding
 
     @property
     def voice_suffix(self) -> str:
