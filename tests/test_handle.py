@@ -224,3 +224,13 @@ async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_pat
     streamed = [e for e in events if e.type == "handled-chunk"]
     assert events[-1].type == "handled" and len(streamed) > 3
     assert events[-1].data["text"] == chunks(events).strip() and len(events[-1].data["text"].split()) > 2
+
+
+async def test_adaptive_mode_routes_each_turn(start_server, ollama: OllamaDouble) -> None:
+    server = start_server("--llm-url", ollama.url, "--mode", "adaptive")
+    await handle_turn(server, "hi there")
+    await handle_turn(server, "turn on the kitchen light", context={"tools": [TURN_ON]},
+                      answer_tool=lambda call: {"result": "ok"})
+    chat, command = ollama.requests[0], ollama.requests[1]
+    assert not chat.get("tools") and chat["options"]["num_predict"] == 60  # the fast path
+    assert command.get("tools") and not (command.get("options") or {}).get("num_predict")

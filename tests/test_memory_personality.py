@@ -1,0 +1,62 @@
+"""Memory (SQLite FTS5), personality adaptation and the adaptive router."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from wyoming_coda.conversation import route_turn
+from wyoming_coda.memory import MemoryStore, extract_facts
+from wyoming_coda.personality import Personality, PersonalityStore
+
+
+def test_fact_extraction() -> None:
+    assert extract_facts("Hi! My name is Alice and I like jazz music.") == [
+        ("fact", "The user's name is Alice."), ("preference", "The user likes jazz music.")]
+    assert extract_facts("remember that the spare key is under the mat") == [
+        ("fact", "The spare key is under the mat")]
+    assert extract_facts("turn on the kitchen light") == []
+
+
+async def test_memory_retrieval_forget_export(tmp_path: Path) -> None:
+    store = MemoryStore(tmp_path / "memory.db")
+    await store.add_turn("u1", "c1", "remember that the wifi password is tulip", "Noted.")
+    await store.add_turn("u1", "c1", "I prefer tea in the morning", "Okay.")
+    await store.add_turn("u1", "c1", "My car is a red Volvo", "Nice.")
+    await store.add_turn("u2", "c2", "My name is Bob", "Hi Bob.")
+    found = await store.relevant("u1", "what is the wifi password", 2)
+    assert found[0].text == "The wifi password is tulip"
+    assert [m.text for m in found][1] == "The user prefers tea in the morning."  # preferences fill up
+    assert [m.text for m in await store.relevant("u1", "where is my car", 1)] == ["The user's car is a red Volvo."]
+    assert not any("Bob" in m.text for m in await store.relevant("u1", "name Bob", 5))
+    exported = await store.export("u1")
+    assert len(exported["facts"]) == 3 and len(exported["turns"]) == 6
+    json.dumps(exported)
+    assert await store.forget("u1", exported["facts"][0]["id"]) == 1
+    assert all("wifi" not in m.text for m in await store.relevant("u1", "wifi password", 5))
+    assert await store.forget("u1") == 2
+    assert (await store.export("u1"))["turns"] == []
+    assert [m.text for m in await store.relevant("u2", "my name", 1)] == ["The user's name is Bob."]
+    await store.close()
+
+
+def test_personality_adapts_and_persists(tmp_path: Path) -> None:
+    default = Personality(verbosity="normal")
+    store = PersonalityStore(tmp_path / "p.json", default)
+    assert store.adapt("u1", "turn on the light") is None
+    assert store.adapt("u1", "please be shorter").verbosity == "brief"
+    assert store.adapt("u1", "can you speak more formally").tone == "formal"
+    assert store.adapt("u1", "keep it brief") is None  # already as brief as it goes
+    again = PersonalityStore(tmp_path / "p.json", default)
+    assert again.get("u1") == Personality(verbosity="brief", tone="formal")
+    assert again.get("u2") == default
+    assert "one or two short sentences" in again.get("u1").prompt()
+
+
+def test_adaptive_routes() -> None:
+    assert route_turn("turn on the kitchen light", True, False).name == "llm"
+    assert route_turn("hi there", True, False).name == "fast"
+    assert route_turn("thanks a lot", True, True).name == "fast"
+    assert route_turn("why is the sky blue and what makes sunsets red", True, False).name == "llm"
+    assert route_turn("set a timer for ten minutes", True, True).name == "llm"
+    assert route_turn("hello", False, False).name == "fallback"
