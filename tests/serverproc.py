@@ -62,14 +62,21 @@ class ServerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
 
-    def http_get(self, path: str) -> tuple[int | None, dict | None]:
+    def http_get(self, path: str, token: str | None = None) -> tuple[int | None, dict | None]:
+        """(status, JSON body) of a GET on the side port; (None, None) when it does not answer."""
+        status, body = self.http_fetch(path, token)
+        return status, json.loads(body) if body else None
+
+    def http_fetch(self, path: str, token: str | None = None) -> tuple[int | None, bytes]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as resp:
-                return resp.status, json.loads(resp.read())
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+            return err.code, err.read()
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None, None
+            return None, b""
 
     def wait_failed(self, kind: str, timeout: float = 30.0) -> str:
         """Wait until the `kind` model failed to load; returns its error."""

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--llm-model", help="LLM model name (llamacpp: a GGUF path or owner/repo/file.gguf)")
     add("--http-host", help="address of the HTTP side port (default 0.0.0.0)")
     add("--http-port", type=int, help="HTTP side port; 0 disables it (default 10301)")
+    add("--http-token", help="require 'Authorization: Bearer TOKEN' on the side port (except /healthz)")
     add("--config", metavar="FILE", help="YAML config file (flags override it)")
     add("--debug", action="store_true", help="log DEBUG messages")
     add("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
@@ -67,6 +68,7 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "data_dir": ("server", "data_dir"),
     "http_host": ("server", "http_host"),
     "http_port": ("server", "http_port"),
+    "http_token": ("server", "http_token"),
     "log_format": ("server", "log_format"),
     "device": ("voice_processing", "device"),
     "mode": ("voice_processing", "mode"),

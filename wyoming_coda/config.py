@@ -169,6 +169,7 @@ class ServerConfig:
     data_dir: str = "data"
     http_host: str = "0.0.0.0"
     http_port: int = DEFAULT_HTTP_PORT
+    http_token: str | None = None
     debug: bool = False
     log_format: str = "text"
 
@@ -271,6 +272,7 @@ CONFIG_SCHEMA = vol.Schema({
         vol.Optional("data_dir"): str,
         vol.Optional("http_host"): str,
         vol.Optional("http_port"): _PORT,
+        vol.Optional("http_token"): vol.Any(None, vol.All(str, vol.Length(min=8))),
         vol.Optional("debug"): bool,
         vol.Optional("log_format"): vol.In(LOG_FORMATS),
     },

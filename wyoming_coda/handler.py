@@ -51,6 +51,8 @@ class CodaEventHandler(AsyncEventHandler):
         self.server = server
         self.services: list[Service] = server.make_services(self)
         self._write_lock = asyncio.Lock()
+        self._metrics = server.manager.metrics
+        self._metrics.connection("wyoming", +1)
 
     async def write_event(self, event: Event) -> None:
         """Send an event; services writing from several tasks never interleave bytes."""
@@ -109,4 +111,5 @@ class CodaEventHandler(AsyncEventHandler):
         return True
 
     async def disconnect(self) -> None:
+        self._metrics.connection("wyoming", -1)
         await asyncio.gather(*(service.close() for service in self.services))

@@ -31,7 +31,7 @@ from .memory import Memory, MemoryStore
 from .models import ModelStore
 from .personality import Personality, PersonalityStore
 from .speech import TextPiece, Transcription, VoiceActivity, WavStreamReader, read_wav_bytes, wav_bytes
-from .stats import Analytics, Stats
+from .metrics import Analytics, Metrics
 from .tools import LocalTools, ToolManager, Toolbox
 from .vad import SileroVad
 
@@ -90,7 +90,7 @@ class VoiceManager:
         self.config = config
         self.store = ModelStore(config)
         self.events = EventBus()
-        self.stats = Stats()
+        self.metrics = Metrics()
         self.conversations: dict[str, Conversation] = {}
         self.llm: LLMBackend = create_backend(config.external_llm)
         data_dir = Path(config.server.data_dir)
@@ -137,12 +137,13 @@ class VoiceManager:
         conversation_id = conversation_id or uuid.uuid4().hex
         if conversation_id not in self.conversations:
             self.conversations[conversation_id] = Conversation(conversation_id, user_id, language)
-            self.stats.conversations += 1
+            self.metrics.conversation_started()
             self.events.publish("conversation_start", conversation_id=conversation_id, user_id=user_id)
         return conversation_id
 
     async def end_conversation(self, conversation_id: str) -> None:
         if self.conversations.pop(conversation_id, None) is not None:
+            self.metrics.conversation_ended()
             self.events.publish("conversation_end", conversation_id=conversation_id)
 
     def _conversation(self, conversation_id: str) -> Conversation:
@@ -162,11 +163,12 @@ class VoiceManager:
 
     def record_transcription(self, transcription: Transcription, seconds_after_stop: float) -> None:
         """Account a finished transcription (latency, audio quality, event)."""
-        self.stats.observe("stt_final", seconds_after_stop)
+        self.metrics.observe("stt_final", seconds_after_stop)
+        if transcription.end_of_speech_delay is not None:
+            self.metrics.observe("vad_end_of_speech", transcription.end_of_speech_delay)
         quality = transcription.quality()
         if quality is not None:
-            for name, value in vars(quality).items():
-                self.stats.observe_quality(name, value)
+            self.metrics.audio_quality({k: v for k, v in vars(quality).items() if v is not None})
         self.events.publish("transcript", text=transcription.text, final=True, language=transcription.language)
 
     async def check_voice(self, voice: str | None) -> str:
@@ -212,7 +214,7 @@ class VoiceManager:
         if language:
             conversation.language = language
         route = self._route(text)
-        self.stats.routes[route.name] += 1
+        self.metrics.route(route.name)
         self.events.publish("route", conversation_id=conversation_id, route=route.name, reason=route.reason)
         adapted = self.personality.adapt(conversation.user_id, text)
         if adapted is not None:
@@ -230,7 +232,7 @@ class VoiceManager:
                     self.events.publish("tool_call", conversation_id=conversation_id, name=event.call.name,
                                         arguments=event.call.arguments)
                 elif isinstance(event, ToolAnswered):
-                    self.stats.tool_calls["error" if event.error else "ok"] += 1
+                    self.metrics.tool_call(ok=event.error is None)
                 elif isinstance(event, TurnDone):
                     await self._finish_turn(conversation, text, event, time.monotonic() - start)
                 yield event
@@ -273,11 +275,11 @@ class VoiceManager:
         yield TurnDone(spoken, route.name, "llm-unavailable")
 
     async def _finish_turn(self, conversation: Conversation, text: str, done: TurnDone, seconds: float) -> None:
-        self.stats.turns += 1
+        self.metrics.turn()
         for stage, value in done.timings.items():
-            self.stats.observe(f"turn_{stage}", value)
+            self.metrics.observe("turn_done" if stage == "done" else stage, value)
         if done.error:
-            self.stats.errors[done.error] += 1
+            self.metrics.error(done.error)
             self.events.publish("error", conversation_id=conversation.id, code=done.error, text=done.text)
             if done.error in ("llm-unavailable", "llm-model-missing") and done.route != "fallback":
                 self._llm_failed_at = time.monotonic()
@@ -295,7 +297,10 @@ class VoiceManager:
         self.events.publish("timer", name=name)
 
     # -- whole voice turns ----------------------------------------------------------------------
-    async def _transcribe_all(self, pcm: bytes, rate: int, width: int, channels: int, language: str | None) -> str:
+    async def _transcribe_all(
+        self, pcm: bytes, rate: int, width: int, channels: int, language: str | None
+    ) -> tuple[str, float]:
+        """(transcript, seconds from the end of the audio to the final transcript)."""
         transcription = await self.open_transcription(language)
         try:
             transcription.feed(pcm, rate, width, channels)
@@ -303,18 +308,17 @@ class VoiceManager:
             transcription.finish()
             async for _ in transcription.results():
                 pass
-            self.record_transcription(transcription, time.monotonic() - stop)
-            return transcription.text
+            seconds = time.monotonic() - stop
+            self.record_transcription(transcription, seconds)
+            return transcription.text, seconds
         finally:
             await transcription.close()
 
     async def process_voice_input(self, conversation_id: str, audio_data: bytes) -> VoiceResponse:
         """A WAV file of the user speaking → the transcript, the answer text and its audio (WAV)."""
         conversation = self._conversation(conversation_id)
-        start = time.monotonic()
         pcm, rate, width, channels = read_wav_bytes(audio_data)
-        transcript = await self._transcribe_all(pcm, rate, width, channels, conversation.language)
-        stt_seconds = time.monotonic() - start
+        transcript, stt_seconds = await self._transcribe_all(pcm, rate, width, channels, conversation.language)
         frames: list[np.ndarray] = []
         calls: list[dict[str, Any]] = []
         done = TurnDone("", "none")
@@ -327,6 +331,8 @@ class VoiceManager:
                                   "result": event.result, "error": event.error})
                 elif isinstance(event, TurnDone):
                     done = event
+        if "tts_first_audio" in done.timings:
+            self.metrics.observe("voice_to_voice", stt_seconds + done.timings["tts_first_audio"])
         engine_rate = (await self.store.get("tts")).sample_rate
         audio = float_to_s16(np.concatenate(frames)) if frames else b""
         latency = {"stt": stt_seconds * 1000, **{k: v * 1000 for k, v in done.timings.items()}}
@@ -356,21 +362,32 @@ class VoiceManager:
             await asyncio.gather(task, return_exceptions=True)
 
     # -- analytics ------------------------------------------------------------------------------
+    def refresh_metrics(self) -> None:
+        """Update the gauges that are read, not counted (engine occupancy, memory)."""
+        engines = {k: slot.model for k, slot in self.store.slots.items() if hasattr(slot.model, "scheduler")}
+        self.metrics.engines(
+            {k: e.scheduler.active / e.capacity for k, e in engines.items()},
+            {k: e.scheduler.waiting for k, e in engines.items()},
+        )
+        self.metrics.memory(self.store.memory_report())
+
     async def get_analytics(self) -> Analytics:
-        latency = self.stats.latency_ms()
-        headline = latency.get("turn_tts_first_audio") or latency.get("turn_llm_first_sentence")
+        self.refresh_metrics()
+        latency = self.metrics.latency_ms()
+        headline = latency.get("voice_to_voice") or latency.get("tts_first_audio") or latency.get("llm_first_sentence")
         return Analytics(
-            total_conversations=self.stats.conversations,
+            total_conversations=self.metrics.conversations,
             active_conversations=len(self.conversations),
-            total_turns=self.stats.turns,
+            total_turns=self.metrics.turns,
             average_latency_ms=headline["mean"] if headline else None,
             latency_ms=latency,
-            routes=dict(self.stats.routes),
-            tool_calls=dict(self.stats.tool_calls),
-            errors=dict(self.stats.errors),
-            interruptions=self.stats.interruptions,
+            routes=dict(self.metrics.routes),
+            tool_calls=dict(self.metrics.tool_calls),
+            errors=dict(self.metrics.errors),
+            interruptions=self.metrics.interruptions,
+            connections=self.metrics.connections,
             vram_usage=self.store.memory_report(),
-            audio_quality=self.stats.quality(),
+            audio_quality=self.metrics.quality(),
             models={kind: slot.state for kind, slot in self.store.slots.items()},
             mode=self.config.mode,
             llm={"provider": self.llm.name, "model": self.llm.model,
@@ -441,7 +458,7 @@ class _StreamConductor:
         assert self.answer is not None
         self.answer.cancel()
         await asyncio.gather(self.answer, return_exceptions=True)
-        self.manager.stats.interruptions += 1
+        self.manager.metrics.interruption()
         self.manager.events.publish("interruption", conversation_id=self.conversation.id)
         await self.output.put(self._chunk(event="interruption"))
 
@@ -474,14 +491,18 @@ class _StreamConductor:
         await self.output.put(self._chunk(transcript=transcription.text, event="transcript"))
         if self._answering():
             await self._interrupt()
-        self.answer = asyncio.create_task(self._respond(transcription.text))
+        self.answer = asyncio.create_task(self._respond(transcription.text, stop))
 
-    async def _respond(self, text: str) -> None:
+    async def _respond(self, text: str, end_of_speech: float) -> None:
+        first_audio = True
         try:
             async for event in self.manager.process_text(self.conversation.id, text, speak=True):
                 if isinstance(event, TextDelta):
                     await self.output.put(self._chunk(text_delta=event.text))
                 elif isinstance(event, AudioOut):
+                    if first_audio:
+                        self.manager.metrics.observe("voice_to_voice", time.monotonic() - end_of_speech)
+                        first_audio = False
                     await self.output.put(self._chunk(audio_data=float_to_s16(event.pcm)))
                 elif isinstance(event, TurnDone):
                     await self.output.put(self._chunk(event="turn_end"))

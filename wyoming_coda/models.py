@@ -13,10 +13,11 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .checkpoints import model_languages, resolve_checkpoint
-from .config import VoiceConfig
+from .config import VoiceConfig, parse_size
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ class ModelSlot:
     error: str | None = None
     model: Any = None
     load_seconds: float | None = None
+    budget_bytes: int | None = None  # vram_allocation of the component
+    weights_bytes: int | None = None  # size of its weight files
+    allocated_bytes: int | None = None  # accelerator memory its loading took (CUDA)
+    rss_bytes: int | None = None  # process memory its loading took (CPU)
 
     @property
     def languages(self) -> list[str]:
@@ -88,6 +93,19 @@ class ModelNotReadyError(Exception):
     """A model failed to load (the message says why) or is not part of this mode."""
 
 
+class VramBudgetError(Exception):
+    """A component does not fit its memory budget, or the free accelerator memory."""
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.2f} GiB" if size >= 1 << 28 else f"{size / (1 << 20):.1f} MiB"
+
+
+def process_rss() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 class ModelStore:
     """Owns the models of this process; loads them in a worker thread, in order."""
 
@@ -95,7 +113,14 @@ class ModelStore:
         self.config = config
         self.device = resolve_device(config.device)
         sources = {"stt": config.stt.model, "tts": config.tts.model, "moshi": config.moshi.model_path}
-        self.slots = {kind: ModelSlot(kind, sources[kind]) for kind in components_for_mode(config.mode)}
+        budgets = {"stt": config.stt.vram_allocation, "tts": config.tts.vram_allocation,
+                   "moshi": config.moshi.vram_allocation}
+        self.slots = {
+            kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budgets[kind]) if budgets[kind] else None)
+            for kind in components_for_mode(config.mode)
+        }
+        llm_budget = config.external_llm.vram_allocation
+        self.llm_budget_bytes = parse_size(llm_budget) if llm_budget else None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -129,15 +154,55 @@ class ModelStore:
         return slot.model
 
     def memory_report(self) -> dict[str, Any]:
-        """Memory held by the models: CUDA allocator figures on a GPU, process RSS on a CPU."""
+        """Memory per component (budget, weights, what loading took) and in total: CUDA
+        allocator figures on a GPU; on a CPU "cpu" and each component's share of the RSS."""
+        components: dict[str, dict[str, Any]] = {
+            kind: {"state": slot.state, "budget_bytes": slot.budget_bytes, "weights_bytes": slot.weights_bytes,
+                   ("allocated_bytes" if self.device == "cuda" else "rss_bytes"):
+                       slot.allocated_bytes if self.device == "cuda" else slot.rss_bytes}
+            for kind, slot in self.slots.items()
+        }
+        components["external_llm"] = {"state": "external", "budget_bytes": self.llm_budget_bytes}
+        report: dict[str, Any] = {"device": self.device, "components": components, "rss_bytes": process_rss()}
         if self.device == "cuda":
             import torch
 
-            return {"device": "cuda", "allocated_bytes": torch.cuda.memory_allocated(),
-                    "reserved_bytes": torch.cuda.memory_reserved()}
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            rss_pages = int(statm.read().split()[1])
-        return {"device": "cpu", "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE")}
+            free, total = torch.cuda.mem_get_info()
+            report |= {"allocated_bytes": torch.cuda.memory_allocated(), "reserved_bytes": torch.cuda.memory_reserved(),
+                       "free_bytes": free, "total_bytes": total}
+        return report
+
+    def _check_budget(self, slot: ModelSlot, info: Any) -> None:
+        """Refuse to load a component whose weights exceed its budget or the free GPU memory."""
+        weights = sum(Path(p).stat().st_size for p in (info.moshi_weights, info.mimi_weights))
+        slot.weights_bytes = weights
+        if slot.budget_bytes is not None and weights > slot.budget_bytes:
+            raise VramBudgetError(
+                f"the {slot.kind} model needs about {_gib(weights)} for its weights, more than its "
+                f"vram_allocation budget of {_gib(slot.budget_bytes)}; raise the budget or pick a smaller model"
+            )
+        if self.device == "cuda":
+            import torch
+
+            free, _ = torch.cuda.mem_get_info()
+            if weights > free:
+                raise VramBudgetError(
+                    f"the {slot.kind} model needs about {_gib(weights)} but only {_gib(free)} of GPU memory is "
+                    f"free (budget {_gib(slot.budget_bytes) if slot.budget_bytes else 'none'})"
+                )
+
+    def _cap_process_memory(self) -> None:
+        """Where torch allows it: cap this process's CUDA allocator at the sum of the budgets."""
+        budgets = [slot.budget_bytes for slot in self.slots.values()]
+        if self.device != "cuda" or None in budgets:
+            return
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory
+        fraction = min(1.0, sum(b for b in budgets if b) / total)
+        torch.cuda.set_per_process_memory_fraction(fraction)
+        _LOGGER.info("CUDA allocator capped at %.0f%% of %s (sum of the component budgets)", fraction * 100,
+                     _gib(total))
 
     def _build(self, kind: str, info: Any, dtype: Any) -> Any:
         """The engine of `kind` over freshly loaded weights."""
@@ -153,6 +218,7 @@ class ModelStore:
         return _load_lm_stack(info, self.device, dtype)
 
     async def _load_all(self) -> None:
+        await asyncio.to_thread(self._cap_process_memory)
         for slot in self.slots.values():
             slot.state = "loading"
             self._changed.set()
@@ -173,5 +239,13 @@ class ModelStore:
 
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         info = resolve_checkpoint(slot.source, slot.kind)
+        self._check_budget(slot, info)
+        cuda = self.device == "cuda"
+        before = torch.cuda.memory_allocated() if cuda else process_rss()
         with torch.no_grad():
-            return self._build(slot.kind, info, dtype)
+            model = self._build(slot.kind, info, dtype)
+        if cuda:
+            slot.allocated_bytes = torch.cuda.memory_allocated() - before
+        else:
+            slot.rss_bytes = max(0, process_rss() - before)
+        return model

@@ -57,7 +57,7 @@ class CodaServer:
         Path(server_config.data_dir).mkdir(parents=True, exist_ok=True)
         wyoming = AsyncServer.from_uri(server_config.uri)
         http = (
-            HttpSide(self, server_config.http_host, server_config.http_port)
+            HttpSide(self, server_config.http_host, server_config.http_port, server_config.http_token)
             if server_config.http_port
             else None
         )

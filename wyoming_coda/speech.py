@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import wave
 from collections import deque
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ class AudioQuality:
     level_dbfs: float
     clipping_ratio: float
     speech_ratio: float
+    snr_db: float | None  # speech windows' energy over the others' (None without both kinds)
 
 
 class Transcription:
@@ -63,6 +65,8 @@ class Transcription:
         self._square_sum = 0.0
         self._clipped = 0
         self._samples = 0
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (audio ms at chunk end, arrival)
+        self.end_of_speech_delay: float | None = None  # seconds from hearing the end of speech to saying so
 
     @property
     def text(self) -> str:
@@ -73,6 +77,7 @@ class Transcription:
         check_format(rate, width, channels)
         samples = self._stt_audio.convert(data, rate, width, channels)
         self._measure(pcm_to_float(data, width, channels))
+        self._arrivals.append((int(self._samples * 1000 / rate), time.monotonic()))
         self.stream.feed(samples)
         if self.vad is None:
             return []
@@ -90,6 +95,9 @@ class Transcription:
             self.end_of_speech.clear()
         else:
             self.end_of_speech.set()
+            heard = next((at for end, at in self._arrivals if end >= ms), None)
+            if heard is not None and self.end_of_speech_delay is None:
+                self.end_of_speech_delay = time.monotonic() - heard
         return VoiceActivity(started, ms, source)
 
     def quality(self) -> AudioQuality | None:
@@ -101,6 +109,7 @@ class Transcription:
             level_dbfs=20 * float(np.log10(max(rms, 1e-9))),
             clipping_ratio=self._clipped / self._samples,
             speech_ratio=vad.speech_windows / vad.windows if vad is not None and vad.windows else 0.0,
+            snr_db=vad.snr_db() if vad is not None else None,
         )
 
     def finish(self) -> None:

@@ -54,6 +54,16 @@ class SileroVad:
         self.speech_windows = 0
         self.windows = 0
         self.silence_run_ms = 0  # non-speech at the end of the audio so far
+        self._energy = {True: 0.0, False: 0.0}  # summed mean-square of speech / other windows
+
+    def snr_db(self) -> float | None:
+        """Signal-to-noise estimate: mean power of speech windows over that of the others."""
+        noise_windows = self.windows - self.speech_windows
+        if not self.speech_windows or not noise_windows:
+            return None
+        speech = self._energy[True] / self.speech_windows
+        noise = max(self._energy[False] / noise_windows, 1e-12)
+        return 10 * float(np.log10(max(speech, 1e-12) / noise))
 
     def probability(self, window: np.ndarray) -> float:
         """Speech probability of one 512-sample window at 16 kHz."""
@@ -74,6 +84,7 @@ class SileroVad:
             self.windows += 1
             speech = prob >= self.threshold
             self.speech_windows += speech
+            self._energy[speech] += float(np.dot(window, window)) / CHUNK
             self.silence_run_ms = 0 if speech else self.silence_run_ms + window_ms
             if not self.in_speech:
                 self._run_ms = self._run_ms + window_ms if speech else 0

@@ -56,6 +56,7 @@ class BatchScheduler(Generic[In, Out]):
         self._worker: asyncio.Task[None] | None = None
         self.steps = 0
         self.rows_stepped = 0
+        self.waiting = 0  # streams waiting for a free row
 
     @property
     def active(self) -> int:
@@ -64,7 +65,11 @@ class BatchScheduler(Generic[In, Out]):
     async def acquire(self, stream: SlotStream[In, Out]) -> int:
         """Give `stream` a row, waiting for one to be free."""
         async with self._free:
-            await self._free.wait_for(lambda: None in self._slots)
+            self.waiting += 1
+            try:
+                await self._free.wait_for(lambda: None in self._slots)
+            finally:
+                self.waiting -= 1
             row = self._slots.index(None)
             self._slots[row] = stream
             self._fresh[row] = True
