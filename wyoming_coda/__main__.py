@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--http-host", help="address of the HTTP side port (default 0.0.0.0)")
     add("--http-port", type=int, help="HTTP side port; 0 disables it (default 10301)")
     add("--http-token", help="require 'Authorization: Bearer TOKEN' on the side port (except /healthz)")
+    add("--memory", action=argparse.BooleanOptionalAction, default=None,
+        help="conversation memory in --data-dir (default on)")
+    add("--personality", action=argparse.BooleanOptionalAction, default=None,
+        help="personality adaptation from feedback (default on)")
     add("--config", metavar="FILE", help="YAML config file (flags override it)")
     add("--debug", action="store_true", help="log DEBUG messages")
     add("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
@@ -80,6 +84,8 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "llm_provider": ("voice_processing", "external_llm", "provider"),
     "llm_url": ("voice_processing", "external_llm", "url"),
     "llm_model": ("voice_processing", "external_llm", "model"),
+    "memory": ("integration", "memory_enabled"),
+    "personality": ("integration", "personality_enabled"),
 }
 
 

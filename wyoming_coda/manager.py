@@ -216,7 +216,9 @@ class VoiceManager:
         route = self._route(text)
         self.metrics.route(route.name)
         self.events.publish("route", conversation_id=conversation_id, route=route.name, reason=route.reason)
-        adapted = self.personality.adapt(conversation.user_id, text)
+        integration = self.config.integration
+        adapts = integration.personality_enabled and integration.personality_adaptation
+        adapted = self.personality.adapt(conversation.user_id, text) if adapts else None
         if adapted is not None:
             self.events.publish("personality", conversation_id=conversation_id, verbosity=adapted.verbosity,
                                 tone=adapted.tone)
@@ -247,8 +249,9 @@ class VoiceManager:
             memories = await self.memory.relevant(conversation.user_id, text,
                                                   self.config.integration.memory_context_limit)
         managers = [m for m in (tools, self.tools) if m is not None] if full else []
+        personal = self.config.integration.personality_enabled
         prompt = system_prompt(
-            self.personality.get(conversation.user_id),
+            self.personality.get(conversation.user_id if personal else "default"),
             [self.config.personality.extra_prompt, extra_prompt or ""],
             conversation.language, memories,
         )
