@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tts-voices", help="TTS voice repository (repo id) or local directory")
     add("--tts-voice", help="default TTS voice (name inside the voice repository)")
     add("--moshi-model", help="Moshi speech-to-speech: Hugging Face repo id or local directory")
+    add("--duplex", action=argparse.BooleanOptionalAction, default=None,
+        help="serve full-duplex Moshi sessions on the HTTP side port in hybrid mode too")
     add("--mode", choices=MODES, help="processing mode (default hybrid)")
     add("--llm-provider", choices=LLM_PROVIDERS,
         help="ollama (default), openai (any OpenAI-compatible server) or llamacpp (embedded, GGUF)")
@@ -81,6 +83,7 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "tts_voices": ("voice_processing", "tts", "voices"),
     "tts_voice": ("voice_processing", "tts", "voice"),
     "moshi_model": ("voice_processing", "moshi", "model_path"),
+    "duplex": ("voice_processing", "moshi", "duplex"),
     "llm_provider": ("voice_processing", "external_llm", "provider"),
     "llm_url": ("voice_processing", "external_llm", "url"),
     "llm_model": ("voice_processing", "external_llm", "model"),

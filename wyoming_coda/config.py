@@ -81,6 +81,8 @@ class MoshiConfig:
     vram_allocation: str | None = "8GB"
     target_latency_ms: int = 200
     external_llm_enabled: bool = True
+    duplex: bool = False  # serve duplex sessions (/api/duplex) in hybrid mode too
+    batch_size: int = 4
 
 
 @dataclass
@@ -196,11 +198,14 @@ class VoiceConfig:
             raise ConfigError(f"voice_processing.device: must be one of {', '.join(DEVICES)}")
 
 
+_BATCH = vol.All(int, vol.Range(min=1, max=256))
 _MOSHI_SCHEMA = vol.Schema({
     vol.Optional("model_path"): str,
     vol.Optional("vram_allocation"): _size,
     vol.Optional("target_latency_ms"): vol.All(int, vol.Range(min=1)),
     vol.Optional("external_llm_enabled"): bool,
+    vol.Optional("duplex"): bool,
+    vol.Optional("batch_size"): _BATCH,
 })
 _LLM_SCHEMA = vol.Schema({
     vol.Optional("provider"): vol.In(LLM_PROVIDERS),
@@ -215,7 +220,6 @@ _LLM_SCHEMA = vol.Schema({
     vol.Optional("context_size"): vol.All(int, vol.Range(min=512, max=1 << 20)),
     vol.Optional("max_tool_iterations"): vol.All(int, vol.Range(min=1, max=50)),
 })
-_BATCH = vol.All(int, vol.Range(min=1, max=256))
 _STT_SCHEMA = vol.Schema({
     vol.Optional("model"): str,
     vol.Optional("batch_size"): _BATCH,

@@ -1,4 +1,5 @@
-"""The HTTP side port (aiohttp): health, analytics JSON, Prometheus metrics.
+"""The HTTP side port (aiohttp): health, analytics JSON, Prometheus metrics, the events
+WebSocket and duplex Moshi sessions.
 
 With a token configured (`--http-token`), everything but `/healthz` needs
 `Authorization: Bearer <token>`: analytics carry transcripts' metadata that must not leak on a LAN.
@@ -6,13 +7,18 @@ With a token configured (`--http-token`), everything but `/healthz` needs
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from .duplex import duplex_ws
+from .events import AUDIO_KEY
 
 if TYPE_CHECKING:
     from .server import CodaServer
@@ -65,11 +71,66 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=manager.metrics.prometheus(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def events(request: web.Request) -> web.WebSocketResponse:
+    """`/api/events`: every voice event as a JSON message, plus a `metrics` snapshot every
+    `metrics_interval` seconds (default 5, 0 = none). `?audio=1` adds base64 audio to
+    `audio_chunk` events. Each subscriber has its own bounded queue: a slow one loses events."""
+    manager = request.app[SERVER_KEY].manager
+    include_audio = request.query.get("audio") == "1"
+    try:
+        interval = float(request.query.get("metrics_interval", "5"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="metrics_interval must be a number of seconds") from None
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    queue = manager.events.subscribe()
+
+    async def snapshots() -> None:
+        while interval > 0:
+            await asyncio.sleep(interval)
+            manager.events.publish("metrics", **(await manager.get_analytics()).as_dict())
+
+    ticker = asyncio.create_task(snapshots())
+    reader = asyncio.create_task(ws.receive())  # ends when the client closes
+    try:
+        while not ws.closed:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await ws.send_json(_public(getter.result(), include_audio))
+    except ConnectionResetError:
+        pass
+    finally:
+        manager.events.unsubscribe(queue)
+        for task in (ticker, reader):
+            task.cancel()
+        await asyncio.gather(ticker, reader, return_exceptions=True)
+    return ws
+
+
+def _public(event: dict[str, Any], include_audio: bool) -> dict[str, Any]:
+    data = event["data"]
+    if AUDIO_KEY not in data:
+        return event
+    data = {k: v for k, v in data.items() if k != AUDIO_KEY}
+    if include_audio:
+        data["audio_b64"] = base64.b64encode(event["data"][AUDIO_KEY]).decode()
+    return {**event, "data": data}
+
+
+async def duplex(request: web.Request) -> web.WebSocketResponse:
+    return await duplex_ws(request, request.app[SERVER_KEY].manager)
+
+
 def create_app(server: CodaServer, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_token_middleware(token)] if token else [])
     app[SERVER_KEY] = server
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/analytics", analytics)
+    app.router.add_get("/api/events", events)
+    app.router.add_get("/api/duplex", duplex)
     app.router.add_get("/metrics", metrics)
     return app
 

@@ -22,6 +22,7 @@ import numpy as np
 from .audio import float_to_s16
 from .config import VoiceConfig
 from .conversation import Conversation, Route, route_turn, system_prompt
+from .engines.moshi import MoshiSession
 from .engines.tts import TtsStream
 from .events import EventBus
 from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent, TurnRequest, run_turn
@@ -169,7 +170,8 @@ class VoiceManager:
         quality = transcription.quality()
         if quality is not None:
             self.metrics.audio_quality({k: v for k, v in vars(quality).items() if v is not None})
-        self.events.publish("transcript", text=transcription.text, final=True, language=transcription.language)
+        self.events.publish("transcript", speaker="user", text=transcription.text, final=True,
+                            language=transcription.language)
 
     async def check_voice(self, voice: str | None) -> str:
         """The voice to use (the default for None); raises UnknownVoiceError."""
@@ -181,6 +183,11 @@ class VoiceManager:
         """A streaming synthesis: add text, end it, read 80 ms frames."""
         engine = await self.store.get("tts")
         return await engine.open(voice or self.config.tts.voice)
+
+    async def open_duplex(self) -> MoshiSession:
+        """A full-duplex Moshi session (user frames in, Moshi's frames and text out)."""
+        engine = await self.store.get("moshi")
+        return await engine.open()
 
     # -- turns ----------------------------------------------------------------------------------
     def _route(self, text: str) -> Route:

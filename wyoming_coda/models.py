@@ -22,10 +22,10 @@ from .config import VoiceConfig, parse_size
 _LOGGER = logging.getLogger(__name__)
 
 
-def components_for_mode(mode: str) -> list[str]:
+def components_for_mode(mode: str, duplex: bool = False) -> list[str]:
     """Models each mode loads: STT and TTS always (the Wyoming asr/tts services), Moshi when
-    the mode can route a turn to speech-to-speech."""
-    return ["stt", "tts"] if mode == "hybrid" else ["stt", "tts", "moshi"]
+    the mode can route a turn to speech-to-speech or duplex sessions are enabled."""
+    return ["stt", "tts"] if mode == "hybrid" and not duplex else ["stt", "tts", "moshi"]
 
 
 def resolve_device(device: str) -> str:
@@ -117,7 +117,7 @@ class ModelStore:
                    "moshi": config.moshi.vram_allocation}
         self.slots = {
             kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budgets[kind]) if budgets[kind] else None)
-            for kind in components_for_mode(config.mode)
+            for kind in components_for_mode(config.mode, config.moshi.duplex)
         }
         llm_budget = config.external_llm.vram_allocation
         self.llm_budget_bytes = parse_size(llm_budget) if llm_budget else None
@@ -206,6 +206,7 @@ class ModelStore:
 
     def _build(self, kind: str, info: Any, dtype: Any) -> Any:
         """The engine of `kind` over freshly loaded weights."""
+        from .engines.moshi import MoshiEngine
         from .engines.stt import SpeechToText
         from .engines.tts import TextToSpeech
 
@@ -215,7 +216,8 @@ class ModelStore:
         if kind == "tts":
             model = _load_tts(info, self.device, dtype, self.config.tts.voices)
             return TextToSpeech(model, self.config.tts.batch_size, _executor(kind))
-        return _load_lm_stack(info, self.device, dtype)
+        stack = _load_lm_stack(info, self.device, dtype)
+        return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind))
 
     async def _load_all(self) -> None:
         await asyncio.to_thread(self._cap_process_memory)

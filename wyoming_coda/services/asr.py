@@ -81,6 +81,7 @@ class AsrService:
         """Send transcript chunks (and end-of-turn) as the model produces them."""
         async for result in transcription.results():
             if isinstance(result, TextPiece):
+                self.manager.events.publish("transcript", speaker="user", text=result.text, final=False)
                 await self.handler.write_event(TranscriptChunk(text=result.text).event())
             else:
                 await self._voice_event(result)

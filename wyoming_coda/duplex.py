@@ -1,0 +1,205 @@
+"""Full-duplex Moshi sessions over a WebSocket (`/api/duplex` on the HTTP side port).
+
+Binary messages, one kind byte then the payload (the layout of Kyutai's own server, with JSON
+where a structure is needed); see docs/duplex.md:
+
+    0 handshake  server → client  JSON {version, sample_rate, frame_size, format, session}
+    1 audio      both ways        Ogg/Opus pages (format=opus, default) or s16le 24 kHz mono PCM
+    2 text       server → client  UTF-8 piece of Moshi's inner monologue
+    3 control    both ways        JSON: client {"action": "close"}; server {"event": "interruption" | "resume"}
+    4 metadata   server → client  JSON per step: {"frame", "step_ms", "user_speaking", "muted"}
+    5 error      server → client  JSON {"code", "text"}
+    6 ping       both ways        echoed back as is
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sphn
+from aiohttp import WSMsgType, web
+
+from .audio import StreamConverter, float_to_s16
+from .vad import VAD_RATE, SileroVad
+
+if TYPE_CHECKING:
+    from .engines.moshi import MoshiOutput, MoshiSession
+    from .manager import VoiceManager
+
+_LOGGER = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING = range(7)
+MAX_MESSAGE = 1 << 20
+SPEAKING_DBFS = -45.0  # an output frame louder than this means the assistant is talking
+SPEAKING_HOLD_FRAMES = 4  # ... and still counts as talking for 320 ms after
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind]) + payload
+
+
+def _json(kind: int, data: dict[str, Any]) -> bytes:
+    return _frame(kind, json.dumps(data).encode())
+
+
+class DuplexConnection:
+    """One WebSocket client talking with Moshi."""
+
+    def __init__(self, ws: web.WebSocketResponse, manager: VoiceManager, audio_format: str) -> None:
+        self.ws = ws
+        self.manager = manager
+        self.format = audio_format
+        self.session: MoshiSession | None = None
+        self.conversation_id = ""
+        self._decoder = sphn.OpusStreamReader(24000) if audio_format == "opus" else None
+        self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
+        self._to_24k = StreamConverter(24000)
+        self._to_16k = StreamConverter(VAD_RATE)
+        audio = manager.config.audio
+        self.vad = SileroVad(audio.vad_threshold, silence_ms=300) if audio.vad_enabled else None
+        self.muted = False  # the user talked over the assistant: its audio is held back
+        self._speaking_frames = 0
+        self._last_step = time.monotonic()
+
+    async def send(self, data: bytes) -> None:
+        with contextlib.suppress(ConnectionResetError):
+            await self.ws.send_bytes(data)
+
+    async def error(self, code: str, text: str) -> None:
+        await self.send(_json(ERROR, {"code": code, "text": text}))
+
+    async def run(self) -> None:
+        self.session = await self.manager.open_duplex()
+        self.conversation_id = await self.manager.start_conversation(user_id="duplex")
+        await self.send(_json(HANDSHAKE, {
+            "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
+            "format": self.format, "session": self.conversation_id,
+        }))
+        writer = asyncio.create_task(self._write(self.session), name="duplex writer")
+        self.manager.metrics.connection("duplex", +1)
+        try:
+            await self._read()
+        finally:
+            self.manager.metrics.connection("duplex", -1)
+            await self.session.close()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await self.manager.end_conversation(self.conversation_id)
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type != WSMsgType.BINARY:
+                if message.type == WSMsgType.TEXT:
+                    await self.error("malformed-message", "messages are binary: a kind byte, then the payload")
+                continue
+            data: bytes = message.data
+            if not data:
+                await self.error("malformed-message", "empty message")
+                continue
+            kind, payload = data[0], data[1:]
+            if kind == AUDIO:
+                await self._audio(payload)
+            elif kind == PING:
+                await self.send(data)
+            elif kind == CONTROL:
+                if await self._control(payload):
+                    return
+            else:
+                await self.error("malformed-message", f"unexpected message kind {kind}")
+
+    async def _control(self, payload: bytes) -> bool:
+        """Handle a control message; True when the client ends the session."""
+        try:
+            action = json.loads(payload).get("action")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            await self.error("malformed-message", "control payload must be a JSON object")
+            return False
+        if action == "close":
+            await self.ws.close()
+            return True
+        await self.error("malformed-message", f"unknown control action {action!r}")
+        return False
+
+    async def _audio(self, payload: bytes) -> None:
+        assert self.session is not None
+        if self._decoder is not None:
+            try:
+                samples = self._decoder.append_bytes(payload)
+            except Exception as err:  # noqa: BLE001 - a broken Opus stream is the client's error
+                await self.error("bad-audio", f"not an Ogg/Opus stream: {err}")
+                return
+            raw = float_to_s16(samples)
+        else:
+            if len(payload) % 2:
+                await self.error("bad-audio", "PCM audio must be whole 16-bit samples")
+                return
+            raw = payload
+        if not raw:
+            return
+        self.session.feed(self._to_24k.convert(raw, 24000, 2, 1))
+        if self.vad is not None:
+            for event in self.vad.process(self._to_16k.convert(raw, 24000, 2, 1)):
+                await self._user_voice(event.kind == "started")
+
+    async def _user_voice(self, started: bool) -> None:
+        if started and self._speaking_frames > 0 and not self.muted:
+            self.muted = True  # from the next frame on, nothing of the assistant goes out
+            self.manager.metrics.interruption()
+            self.manager.events.publish("interruption", conversation_id=self.conversation_id)
+            await self.send(_json(CONTROL, {"event": "interruption"}))
+        elif not started and self.muted:
+            self.muted = False
+            await self.send(_json(CONTROL, {"event": "resume"}))
+
+    async def _write(self, session: MoshiSession) -> None:
+        async for output in session.outputs():
+            await self._output(output)
+
+    async def _output(self, output: MoshiOutput) -> None:
+        now = time.monotonic()
+        step_ms, self._last_step = (now - self._last_step) * 1000, now
+        if output.text:
+            await self.send(_frame(TEXT, output.text.encode()))
+            self.manager.events.publish("transcript", conversation_id=self.conversation_id, speaker="assistant",
+                                        text=output.text, final=False)
+        if output.pcm is not None:
+            loud = float(np.sqrt(np.mean(output.pcm**2))) > 10 ** (SPEAKING_DBFS / 20)
+            self._speaking_frames = SPEAKING_HOLD_FRAMES if loud else max(0, self._speaking_frames - 1)
+            if not self.muted:
+                await self.send(_frame(AUDIO, self._encode(output.pcm)))
+            self.manager.events.publish_audio(self.conversation_id, "assistant", output.pcm, muted=self.muted)
+        await self.send(_json(METADATA, {"frame": self.session.frames_in if self.session else 0,
+                                         "step_ms": round(step_ms, 1), "muted": self.muted,
+                                         "user_speaking": bool(self.vad and self.vad.in_speech)}))
+
+    def _encode(self, pcm: np.ndarray) -> bytes:
+        if self._encoder is not None:
+            return self._encoder.append_pcm(pcm)
+        return float_to_s16(pcm)
+
+
+async def duplex_ws(request: web.Request, manager: VoiceManager) -> web.WebSocketResponse:
+    """`GET /api/duplex?format=opus|pcm` upgraded to a WebSocket duplex session."""
+    audio_format = request.query.get("format", "opus")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
+    await ws.prepare(request)
+    connection = DuplexConnection(ws, manager, audio_format if audio_format in ("opus", "pcm") else "opus")
+    if audio_format not in ("opus", "pcm"):
+        await connection.error("bad-request", f"format must be opus or pcm, got {audio_format!r}")
+        await ws.close()
+        return ws
+    try:
+        await connection.run()
+    except Exception as err:  # noqa: BLE001 - reported to this client, the server goes on
+        _LOGGER.exception("Duplex session failed")
+        await connection.error("internal-error", str(err))
+        await ws.close()
+    return ws
+
