@@ -17,7 +17,7 @@ import sphn
 from tests.serverproc import ServerProcess
 from tests.speech import read_wav
 
-HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING = range(7)
+HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING, USER_TEXT = range(8)
 FRAME = 1920
 
 
@@ -36,7 +36,7 @@ async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pa
                   extra: list[bytes] | None = None) -> dict[int, list]:
     """Send `audio` in 80 ms frames, then collect what comes back: messages by kind, and under
     -1 every (kind, payload) in arrival order."""
-    received: dict[int, list] = {k: [] for k in range(-1, 7)}
+    received: dict[int, list] = {k: [] for k in range(-1, 8)}
     writer = sphn.OpusStreamWriter(24000) if fmt == "opus" else None
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex?format={fmt}") as ws:
@@ -76,6 +76,7 @@ async def test_pcm_session_frames_both_ways(duplex_server: ServerProcess, speech
     assert frames - 3 <= len(got[AUDIO]) <= frames  # Moshi's audio lags by its acoustic delay
     assert all(len(chunk) == FRAME * 2 for chunk in got[AUDIO])
     assert got[TEXT] and all(piece.decode() for piece in got[TEXT])  # the inner monologue
+    assert got[USER_TEXT]  # the user's side, from Kyutai STT running alongside
     assert not got[ERROR]
 
 

@@ -10,6 +10,7 @@ where a structure is needed); see docs/duplex.md:
     4 metadata   server → client  JSON per step: {"frame", "step_ms", "user_speaking", "muted"}
     5 error      server → client  JSON {"code", "text"}
     6 ping       both ways        echoed back as is
+    7 user text  server → client  UTF-8 piece of the user's words (Kyutai STT alongside Moshi)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sphn
 from aiohttp import WSMsgType, web
 
 from .audio import StreamConverter, float_to_s16
+from .speech import TextPiece, Transcription
 from .vad import VAD_RATE, SileroVad
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING = range(7)
+HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING, USER_TEXT = range(8)
 MAX_MESSAGE = 1 << 20
 SPEAKING_DBFS = -45.0  # an output frame louder than this means the assistant is talking
 SPEAKING_HOLD_FRAMES = 4  # ... and still counts as talking for 320 ms after
@@ -57,6 +59,7 @@ class DuplexConnection:
         self.manager = manager
         self.format = audio_format
         self.session: MoshiSession | None = None
+        self.transcription: Transcription | None = None
         self.conversation_id = ""
         self._decoder = sphn.OpusStreamReader(24000) if audio_format == "opus" else None
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
@@ -82,16 +85,28 @@ class DuplexConnection:
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
             "format": self.format, "session": self.conversation_id,
         }))
-        writer = asyncio.create_task(self._write(self.session), name="duplex writer")
+        self.transcription = await self.manager.open_transcription(None, vad=False)
+        tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
+                 asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
         self.manager.metrics.connection("duplex", +1)
         try:
             await self._read()
         finally:
             self.manager.metrics.connection("duplex", -1)
             await self.session.close()
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.transcription.close()
             await self.manager.end_conversation(self.conversation_id)
+
+    async def _transcribe(self, transcription: Transcription) -> None:
+        """The user's side of the live transcript."""
+        async for result in transcription.results():
+            if isinstance(result, TextPiece):
+                await self.send(_frame(USER_TEXT, result.text.encode()))
+                self.manager.events.publish("transcript", conversation_id=self.conversation_id, speaker="user",
+                                            text=result.text, final=False)
 
     async def _read(self) -> None:
         async for message in self.ws:
@@ -144,6 +159,8 @@ class DuplexConnection:
         if not raw:
             return
         self.session.feed(self._to_24k.convert(raw, 24000, 2, 1))
+        if self.transcription is not None:
+            self.transcription.feed(raw, 24000, 2, 1)
         if self.vad is not None:
             for event in self.vad.process(self._to_16k.convert(raw, 24000, 2, 1)):
                 await self._user_voice(event.kind == "started")

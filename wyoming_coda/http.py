@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+from importlib import resources
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SERVER_KEY: web.AppKey[CodaServer] = web.AppKey("coda_server")
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,7 +38,8 @@ def _token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
-            given = request.headers.get("Authorization", "")
+            # browsers cannot set headers on a WebSocket: ?token= works as well
+            given = request.headers.get("Authorization") or f"Bearer {request.query.get('token', '')}"
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="coda"'})
@@ -120,6 +122,12 @@ def _public(event: dict[str, Any], include_audio: bool) -> dict[str, Any]:
     return {**event, "data": data}
 
 
+async def talk_page(request: web.Request) -> web.Response:
+    """The browser talk page: microphone in, Moshi out, both transcripts, latency."""
+    page = resources.files("wyoming_coda").joinpath("web/talk.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html")
+
+
 async def duplex(request: web.Request) -> web.WebSocketResponse:
     return await duplex_ws(request, request.app[SERVER_KEY].manager)
 
@@ -127,6 +135,7 @@ async def duplex(request: web.Request) -> web.WebSocketResponse:
 def create_app(server: CodaServer, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_token_middleware(token)] if token else [])
     app[SERVER_KEY] = server
+    app.router.add_get("/", talk_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/analytics", analytics)
     app.router.add_get("/api/events", events)

@@ -154,13 +154,13 @@ class VoiceManager:
             raise KeyError(f"unknown conversation {conversation_id!r}; call start_conversation() first") from None
 
     # -- speech ---------------------------------------------------------------------------------
-    async def open_transcription(self, language: str | None = None) -> Transcription:
-        """A streaming transcription (STT row, VAD, end of turn)."""
+    async def open_transcription(self, language: str | None = None, vad: bool = True) -> Transcription:
+        """A streaming transcription (STT row, and unless `vad` is False, VAD and end of turn)."""
         engine = await self.store.get("stt")
         stream = await engine.open()
         audio = self.config.audio
-        vad = SileroVad(audio.vad_threshold, audio.silence_duration_ms) if audio.vad_enabled else None
-        return Transcription(stream, vad, language or self.store.slots["stt"].languages[0])
+        detector = SileroVad(audio.vad_threshold, audio.silence_duration_ms) if audio.vad_enabled and vad else None
+        return Transcription(stream, detector, language or self.store.slots["stt"].languages[0])
 
     def record_transcription(self, transcription: Transcription, seconds_after_stop: float) -> None:
         """Account a finished transcription (latency, audio quality, event)."""

@@ -1,0 +1,38 @@
+"""The browser talk page in headless Chromium with a fake microphone fed from a WAV file: audio
+frames flow both ways, both transcripts fill in, a latency readout appears. The screenshot is
+kept in test-artifacts/talk-page.png."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.browser import Browser
+from tests.serverproc import ROOT, ServerProcess
+from tests.speech import make_speech
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
+    server: ServerProcess = start_server("--duplex")
+    microphone = make_speech(tmp_path / "mic.wav", "hello moshi, turn on the kitchen light please",
+                             rate=48000, silence_after=0.5)
+    browser = Browser(microphone)
+    try:
+        await browser.open(f"http://127.0.0.1:{server.http_port}/?autostart=1")
+        stats = {}
+        for _ in range(300):
+            stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
+            if stats.get("received", 0) > 25 and stats.get("userText") and stats.get("moshiText"):
+                break
+            await asyncio.sleep(0.1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await browser.screenshot(ARTIFACTS / "talk-page.png")
+    finally:
+        await browser.close()
+    assert not stats.get("errors"), stats
+    assert stats["sent"] > 25 and stats["received"] > 25  # 2 s of audio each way
+    assert stats["moshiText"].strip() and stats["userText"].strip()
+    assert stats["latencyMs"] is not None and 0 < stats["latencyMs"] < 2000
+    assert (ARTIFACTS / "talk-page.png").stat().st_size > 5000
