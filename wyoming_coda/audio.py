@@ -48,9 +48,14 @@ def pcm_to_float(data: bytes, width: int, channels: int) -> np.ndarray:
     return samples
 
 
+def to_s16(samples: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] to int16 samples (clipped)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
 def float_to_s16(samples: np.ndarray) -> bytes:
     """float32 in [-1, 1] to s16le bytes (clipped)."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return to_s16(samples).tobytes()
 
 
 class StreamConverter:

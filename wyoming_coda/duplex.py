@@ -26,7 +26,7 @@ import numpy as np
 import sphn
 from aiohttp import WSMsgType, web
 
-from .audio import StreamConverter, float_to_s16
+from .audio import StreamConverter, float_to_s16, to_s16
 from .speech import TextPiece, Transcription
 from .vad import VAD_RATE, SileroVad
 
@@ -65,6 +65,7 @@ class DuplexConnection:
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
         self._to_24k = StreamConverter(24000)
         self._to_16k = StreamConverter(VAD_RATE)
+        self.enhancer = manager.enhancer(echo=True)
         audio = manager.config.audio
         self.vad = SileroVad(audio.vad_threshold, silence_ms=300) if audio.vad_enabled else None
         self.muted = False  # the user talked over the assistant: its audio is held back
@@ -85,7 +86,7 @@ class DuplexConnection:
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
             "format": self.format, "session": self.conversation_id,
         }))
-        self.transcription = await self.manager.open_transcription(None, vad=False)
+        self.transcription = await self.manager.open_transcription(None, vad=False, enhance=False)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
                  asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
         self.manager.metrics.connection("duplex", +1)
@@ -158,11 +159,17 @@ class DuplexConnection:
             raw = payload
         if not raw:
             return
-        self.session.feed(self._to_24k.convert(raw, 24000, 2, 1))
+        voice = self._to_16k.convert(raw, 24000, 2, 1)
+        if self.enhancer.active:  # echo of Moshi's own voice, noise and level, at 16 kHz
+            clean = self.enhancer.process(to_s16(voice))
+            raw, rate, voice = clean.tobytes(), VAD_RATE, clean.astype(np.float32) / 32768
+        else:
+            rate = 24000
+        self.session.feed(self._to_24k.convert(raw, rate, 2, 1))
         if self.transcription is not None:
-            self.transcription.feed(raw, 24000, 2, 1)
+            self.transcription.feed(raw, rate, 2, 1)
         if self.vad is not None:
-            for event in self.vad.process(self._to_16k.convert(raw, 24000, 2, 1)):
+            for event in self.vad.process(voice):
                 await self._user_voice(event.kind == "started")
 
     async def _user_voice(self, started: bool) -> None:
@@ -191,6 +198,7 @@ class DuplexConnection:
             self._speaking_frames = SPEAKING_HOLD_FRAMES if loud else max(0, self._speaking_frames - 1)
             if not self.muted:
                 await self.send(_frame(AUDIO, self._encode(output.pcm)))
+                self.enhancer.played(output.pcm)
             self.manager.events.publish_audio(self.conversation_id, "assistant", output.pcm, muted=self.muted)
         await self.send(_json(METADATA, {"frame": self.session.frames_in if self.session else 0,
                                          "step_ms": round(step_ms, 1), "muted": self.muted,

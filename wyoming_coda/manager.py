@@ -24,6 +24,7 @@ from .config import VoiceConfig
 from .conversation import Conversation, Route, route_turn, system_prompt
 from .engines.moshi import MoshiSession
 from .engines.tts import TtsStream
+from .enhance import Enhancer
 from .events import EventBus
 from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent, TurnRequest, run_turn
 from .llm import LLMBackend, create_backend
@@ -154,13 +155,23 @@ class VoiceManager:
             raise KeyError(f"unknown conversation {conversation_id!r}; call start_conversation() first") from None
 
     # -- speech ---------------------------------------------------------------------------------
-    async def open_transcription(self, language: str | None = None, vad: bool = True) -> Transcription:
-        """A streaming transcription (STT row, and unless `vad` is False, VAD and end of turn)."""
+    def enhancer(self, echo: bool = False) -> Enhancer:
+        """The input enhancement stages the `audio` config enables (echo cancellation only for
+        paths that know what the server played)."""
+        audio = self.config.audio
+        return Enhancer(echo and audio.echo_cancellation, audio.noise_reduction, audio.auto_gain_control)
+
+    async def open_transcription(
+        self, language: str | None = None, vad: bool = True, enhance: bool = True
+    ) -> Transcription:
+        """A streaming transcription: an STT row, input enhancement (unless `enhance` is False:
+        the caller already enhanced), and unless `vad` is False, VAD and end of turn."""
         engine = await self.store.get("stt")
         stream = await engine.open()
         audio = self.config.audio
         detector = SileroVad(audio.vad_threshold, audio.silence_duration_ms) if audio.vad_enabled and vad else None
-        return Transcription(stream, detector, language or self.store.slots["stt"].languages[0])
+        return Transcription(stream, detector, language or self.store.slots["stt"].languages[0],
+                             self.enhancer() if enhance else None)
 
     def record_transcription(self, transcription: Transcription, seconds_after_stop: float) -> None:
         """Account a finished transcription (latency, audio quality, event)."""

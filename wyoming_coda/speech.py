@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import AudioFormatError, StreamConverter, check_format, pcm_to_float
+from .audio import AudioFormatError, StreamConverter, check_format, pcm_to_float, to_s16
 from .engines.stt import SttStream
+from .enhance import Enhancer
 from .vad import VAD_RATE, SileroVad
 
 END_OF_TURN_THRESHOLD = 0.6  # moving average of the end-of-turn head, as Kyutai's Unmute
@@ -52,10 +53,13 @@ class AudioQuality:
 class Transcription:
     """One utterance: feed PCM in any format, read text pieces and voice activity as they come."""
 
-    def __init__(self, stream: SttStream, vad: SileroVad | None, language: str) -> None:
+    def __init__(
+        self, stream: SttStream, vad: SileroVad | None, language: str, enhancer: Enhancer | None = None
+    ) -> None:
         self.stream = stream
         self.vad = vad
         self.language = language
+        self.enhancer = enhancer if enhancer is not None and enhancer.active else None
         self._stt_audio = StreamConverter(stream.engine.sample_rate)
         self._vad_audio = StreamConverter(VAD_RATE)
         self.pieces: list[str] = []
@@ -75,13 +79,17 @@ class Transcription:
     def feed(self, data: bytes, rate: int, width: int, channels: int) -> list[VoiceActivity]:
         """Feed PCM; returns the VAD onsets/offsets it completes. Raises AudioFormatError."""
         check_format(rate, width, channels)
-        samples = self._stt_audio.convert(data, rate, width, channels)
         self._measure(pcm_to_float(data, width, channels))
         self._arrivals.append((int(self._samples * 1000 / rate), time.monotonic()))
-        self.stream.feed(samples)
+        if self.enhancer is not None:  # enhance at 16 kHz, then both paths use the result
+            clean = self.enhancer.process(to_s16(self._vad_audio.convert(data, rate, width, channels)))
+            data, rate, width, channels = clean.tobytes(), VAD_RATE, 2, 1
+            vad_samples = clean.astype(np.float32) / 32768
+        self.stream.feed(self._stt_audio.convert(data, rate, width, channels))
         if self.vad is None:
             return []
-        vad_samples = self._vad_audio.convert(data, rate, width, channels)
+        if self.enhancer is None:
+            vad_samples = self._vad_audio.convert(data, rate, width, channels)
         return [self._activity(e.kind == "started", e.ms, "vad") for e in self.vad.process(vad_samples)]
 
     def _measure(self, samples: np.ndarray) -> None:
