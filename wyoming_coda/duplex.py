@@ -23,10 +23,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import soxr
 import sphn
 from aiohttp import WSMsgType, web
 
-from .audio import StreamConverter, float_to_s16, to_s16
+from .audio import float_to_s16, to_s16
 from .speech import TextPiece, Transcription
 from .vad import VAD_RATE, SileroVad
 
@@ -41,6 +42,7 @@ HANDSHAKE, AUDIO, TEXT, CONTROL, METADATA, ERROR, PING, USER_TEXT = range(8)
 MAX_MESSAGE = 1 << 20
 SPEAKING_DBFS = -45.0  # an output frame louder than this means the assistant is talking
 SPEAKING_HOLD_FRAMES = 4  # ... and still counts as talking for 320 ms after
+FRAME = 1920  # 80 ms at 24 kHz, Mimi's frame
 
 
 def _frame(kind: int, payload: bytes) -> bytes:
@@ -63,8 +65,7 @@ class DuplexConnection:
         self.conversation_id = ""
         self._decoder = sphn.OpusStreamReader(24000) if audio_format == "opus" else None
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
-        self._to_24k = StreamConverter(24000)
-        self._to_16k = StreamConverter(VAD_RATE)
+        self._pending = np.zeros(0, dtype=np.float32)
         self.enhancer = manager.enhancer(echo=True)
         audio = manager.config.audio
         self.vad = SileroVad(audio.vad_threshold, silence_ms=300) if audio.vad_enabled else None
@@ -144,30 +145,36 @@ class DuplexConnection:
         return False
 
     async def _audio(self, payload: bytes) -> None:
-        assert self.session is not None
         if self._decoder is not None:
             try:
                 samples = self._decoder.append_bytes(payload)
             except Exception as err:  # noqa: BLE001 - a broken Opus stream is the client's error
                 await self.error("bad-audio", f"not an Ogg/Opus stream: {err}")
                 return
-            raw = float_to_s16(samples)
         else:
             if len(payload) % 2:
                 await self.error("bad-audio", "PCM audio must be whole 16-bit samples")
                 return
-            raw = payload
-        if not raw:
-            return
-        voice = self._to_16k.convert(raw, 24000, 2, 1)
-        if self.enhancer.active:  # echo of Moshi's own voice, noise and level, at 16 kHz
-            clean = self.enhancer.process(to_s16(voice))
-            raw, rate, voice = clean.tobytes(), VAD_RATE, clean.astype(np.float32) / 32768
-        else:
-            rate = 24000
-        self.session.feed(self._to_24k.convert(raw, rate, 2, 1))
+            samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768
+        self._pending = np.concatenate([self._pending, samples])
+        size = FRAME
+        while self._pending.size >= size:
+            frame, self._pending = self._pending[:size], self._pending[size:]
+            await self._frame(frame)
+
+    async def _frame(self, frame: np.ndarray) -> None:
+        """One 80 ms user frame: enhance at 16 kHz, then Moshi, the user transcript and VAD.
+
+        Frames are resampled one by one (1920 ↔ 1280 samples exactly), so nothing waits in a
+        streaming resampler: each frame reaches Moshi as soon as it is complete."""
+        assert self.session is not None
+        voice = soxr.resample(frame, 24000, VAD_RATE, quality="HQ").astype(np.float32)
+        if self.enhancer.active:  # echo of Moshi's own voice, noise and level
+            voice = self.enhancer.process(to_s16(voice)).astype(np.float32) / 32768
+            frame = soxr.resample(voice, VAD_RATE, 24000, quality="HQ").astype(np.float32)
+        self.session.feed(frame)
         if self.transcription is not None:
-            self.transcription.feed(raw, rate, 2, 1)
+            self.transcription.feed(to_s16(voice).tobytes(), VAD_RATE, 2, 1)
         if self.vad is not None:
             for event in self.vad.process(voice):
                 await self._user_voice(event.kind == "started")

@@ -90,9 +90,9 @@ class VoiceManager:
 
     def __init__(self, config: VoiceConfig) -> None:
         self.config = config
-        self.store = ModelStore(config)
-        self.events = EventBus()
         self.metrics = Metrics()
+        self.store = ModelStore(config, on_step=self.metrics.engine_step)
+        self.events = EventBus()
         self.conversations: dict[str, Conversation] = {}
         self.llm: LLMBackend = create_backend(config.external_llm)
         data_dir = Path(config.server.data_dir)

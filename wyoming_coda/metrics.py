@@ -59,6 +59,10 @@ class Metrics:
         r = self.registry
         self._latency = Histogram("coda_stage_latency_seconds", "Latency per pipeline stage", ["stage"],
                                   buckets=LATENCY_BUCKETS, registry=r)
+        self._engine_step = Histogram("coda_engine_step_seconds", "One batched model step (all rows)",
+                                      ["engine"], buckets=LATENCY_BUCKETS, registry=r)
+        self._rows = Histogram("coda_engine_step_rows", "Rows executed per batched step", ["engine"],
+                               buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self._conversations = Counter("coda_conversations", "Conversations started", registry=r)
         self._active = Gauge("coda_conversations_active", "Conversations open now", registry=r)
         self._turns = Counter("coda_turns", "Conversation turns answered", registry=r)
@@ -89,6 +93,12 @@ class Metrics:
     def observe(self, stage: str, seconds: float) -> None:
         self._latency.labels(stage).observe(seconds)
         self._samples[stage].append(seconds)
+
+    def engine_step(self, engine: str, seconds: float, rows: int) -> None:
+        """One batched step of an engine (the Moshi frame step among them)."""
+        self._engine_step.labels(engine).observe(seconds)
+        self._rows.labels(engine).observe(rows)
+        self._samples[f"{engine}_step"].append(seconds)
 
     def conversation_started(self) -> None:
         self.conversations += 1

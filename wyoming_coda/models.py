@@ -18,6 +18,7 @@ from typing import Any
 
 from .checkpoints import model_languages, resolve_checkpoint
 from .config import VoiceConfig, parse_size
+from .engines.batching import StepObserver
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -109,8 +110,9 @@ def process_rss() -> int:
 class ModelStore:
     """Owns the models of this process; loads them in a worker thread, in order."""
 
-    def __init__(self, config: VoiceConfig) -> None:
+    def __init__(self, config: VoiceConfig, on_step: StepObserver | None = None) -> None:
         self.config = config
+        self.on_step = on_step
         self.device = resolve_device(config.device)
         sources = {"stt": config.stt.model, "tts": config.tts.model, "moshi": config.moshi.model_path}
         budgets = {"stt": config.stt.vram_allocation, "tts": config.tts.vram_allocation,
@@ -212,12 +214,12 @@ class ModelStore:
 
         if kind == "stt":
             stack = _load_lm_stack(info, self.device, dtype)
-            return SpeechToText(stack, self.config.stt.batch_size, _executor(kind))
+            return SpeechToText(stack, self.config.stt.batch_size, _executor(kind), self.on_step)
         if kind == "tts":
             model = _load_tts(info, self.device, dtype, self.config.tts.voices)
-            return TextToSpeech(model, self.config.tts.batch_size, _executor(kind))
+            return TextToSpeech(model, self.config.tts.batch_size, _executor(kind), self.on_step)
         stack = _load_lm_stack(info, self.device, dtype)
-        return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind))
+        return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind), self.on_step)
 
     async def _load_all(self) -> None:
         await asyncio.to_thread(self._cap_process_memory)

@@ -61,6 +61,20 @@ async def stt_once(port: int, wav: Path, realtime: bool) -> tuple[float, float]:
     return t_end - t_stop, t_end - t0
 
 
+async def stt_text(port: int, wav: Path) -> str:
+    """The transcript of a WAV file (sent at once)."""
+    audio, rate, width, channels = read_wav(wav)
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+        await client.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=audio).event())
+        await client.write_event(AudioStop().event())
+        while (event := await client.read_event()) is not None:
+            if event.type == "transcript":
+                return str(event.data.get("text", ""))
+    return ""
+
+
 async def tts_once(port: int, text: str) -> tuple[float, float]:
     """(seconds to the first audio chunk, seconds to audio-stop)."""
     async with AsyncTcpClient("127.0.0.1", port) as client:

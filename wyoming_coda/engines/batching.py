@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
@@ -38,14 +39,19 @@ class SlotStream(Protocol[In, Out]):
 
 
 StepFn = Callable[[Sequence["In | None"], Sequence[bool]], Sequence["Out | None"]]
+StepObserver = Callable[[str, float, int], None]  # (engine, seconds, rows stepped)
 
 
 class BatchScheduler(Generic[In, Out]):
     """Runs `step(inputs, resets)` for all streams with work; inputs[i] is None for rows that
     do not execute this step, resets[i] is True on a row's first step for a new stream."""
 
-    def __init__(self, name: str, capacity: int, step: StepFn, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, name: str, capacity: int, step: StepFn, executor: ThreadPoolExecutor,
+        on_step: StepObserver | None = None,
+    ) -> None:
         self.name = name
+        self._on_step = on_step
         self.capacity = capacity
         self._step = step
         self._executor = executor
@@ -107,6 +113,7 @@ class BatchScheduler(Generic[In, Out]):
                 for i, reset in enumerate(resets):
                     if reset:
                         self._fresh[i] = False
+                started = time.perf_counter()
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._step, inputs, resets)
                 except Exception:  # noqa: BLE001 - fail the streams of this step, keep serving
@@ -116,6 +123,8 @@ class BatchScheduler(Generic[In, Out]):
                             stream.fail(f"{self.name} model step failed")
                     continue
                 self.steps += 1
+                if self._on_step is not None:
+                    self._on_step(self.name, time.perf_counter() - started, sum(r is not None for r in rows))
                 for i, stream in enumerate(rows):
                     if stream is not None:
                         self.rows_stepped += 1
@@ -163,13 +172,16 @@ class BatchedStream(Generic[Item]):
 class BatchedEngine:
     """What every engine shares: the codec's frame geometry, its thread and its scheduler."""
 
-    def __init__(self, name: str, mimi: Any, capacity: int, step: StepFn, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, name: str, mimi: Any, capacity: int, step: StepFn, executor: ThreadPoolExecutor,
+        on_step: StepObserver | None = None,
+    ) -> None:
         self.capacity = capacity
         self.sample_rate = int(mimi.sample_rate)
         self.frame_size = int(mimi.frame_size)
         self.frame_rate = float(mimi.frame_rate)
         self._executor = executor
-        self.scheduler: BatchScheduler = BatchScheduler(name, capacity, step, executor)
+        self.scheduler: BatchScheduler = BatchScheduler(name, capacity, step, executor, on_step)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn` on the engine's model thread."""

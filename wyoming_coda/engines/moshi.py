@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models import LMStack
-from .batching import BatchedEngine, BatchedStream
+from .batching import BatchedEngine, BatchedStream, StepObserver
 from .stt import NO_TEXT
 
 
@@ -68,10 +68,13 @@ class MoshiSession(BatchedStream[MoshiOutput]):
 class MoshiEngine(BatchedEngine):
     """A Moshi model shared by up to `capacity` concurrent sessions."""
 
-    def __init__(self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor,
+        on_step: StepObserver | None = None,
+    ) -> None:
         from moshi.models import LMGen
 
-        super().__init__("moshi", stack.mimi, capacity, self._step, executor)
+        super().__init__("moshi", stack.mimi, capacity, self._step, executor, on_step)
         self.stack = stack
         self.device = next(stack.lm.parameters()).device
         self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models import LMStack
-from .batching import BatchedEngine, BatchedStream
+from .batching import BatchedEngine, BatchedStream, StepObserver
 
 NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
 END_OF_TURN_HEAD = 2  # the extra head Kyutai's tools read as "the speaker has finished"
@@ -112,10 +112,13 @@ class SttStream(BatchedStream[SttOutput]):
 class SpeechToText(BatchedEngine):
     """A Kyutai STT model shared by up to `capacity` concurrent streams."""
 
-    def __init__(self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor,
+        on_step: StepObserver | None = None,
+    ) -> None:
         from moshi.models import LMGen
 
-        super().__init__("stt", stack.mimi, capacity, self._step, executor)
+        super().__init__("stt", stack.mimi, capacity, self._step, executor, on_step)
         self.stack = stack
         stt_config = stack.info.stt_config
         self.delay_seconds = float(stt_config.get("audio_delay_seconds", 0.0))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import BatchedEngine, BatchedStream
+from .batching import BatchedEngine, BatchedStream, StepObserver
 
 CFG_COEF = 2.0  # as Kyutai's own TTS server configuration
 MAX_SECONDS_PER_WORD = 2.0
@@ -125,8 +125,11 @@ class TtsStream(BatchedStream[np.ndarray]):
 class TextToSpeech(BatchedEngine):
     """A Kyutai TTS model shared by up to `capacity` concurrent streams."""
 
-    def __init__(self, model: Any, capacity: int, executor: ThreadPoolExecutor) -> None:
-        super().__init__("tts", model.mimi, capacity, self._step, executor)
+    def __init__(
+        self, model: Any, capacity: int, executor: ThreadPoolExecutor,
+        on_step: StepObserver | None = None,
+    ) -> None:
+        super().__init__("tts", model.mimi, capacity, self._step, executor, on_step)
         self.model = model
         self.token_ids = model.machine.token_ids
         self.device = next(model.lm.parameters()).device
