@@ -38,6 +38,7 @@ async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pa
     -1 every (kind, payload) in arrival order."""
     received: dict[int, list] = {k: [] for k in range(-1, 8)}
     writer = sphn.OpusStreamWriter(24000) if fmt == "opus" else None
+    encode = {"pcm": lambda f: (f * 32767).astype("<i2").tobytes(), "f32": lambda f: f.astype("<f4").tobytes()}
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex?format={fmt}") as ws:
         hello = await ws.receive_bytes(timeout=30)
@@ -53,7 +54,7 @@ async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pa
             await ws.send_bytes(message)
         for start in range(0, len(audio) - FRAME + 1, FRAME):
             frame = audio[start:start + FRAME]
-            payload = writer.append_pcm(frame) if writer else (frame * 32767).astype("<i2").tobytes()
+            payload = writer.append_pcm(frame) if writer else encode[fmt](frame)
             await ws.send_bytes(bytes([AUDIO]) + payload)
             await asyncio.sleep(pace)
         seen = -1
@@ -107,6 +108,12 @@ async def test_user_talking_over_moshi_mutes_it_within_a_frame(duplex_server: Se
     assert steps and all(step["muted"] for step in steps)  # frames kept stepping ...
     assert not any(k == AUDIO for k, _ in held)  # ... but none of its audio went out
     assert any(k == AUDIO for k, _ in log[end:])
+
+
+async def test_float32_session(duplex_server: ServerProcess, speech_dir: Path) -> None:
+    got = await session(duplex_server, speech_24k(speech_dir / "s4.wav")[: FRAME * 8], fmt="f32")
+    assert len(got[METADATA]) == 8 and got[AUDIO]
+    assert all(len(chunk) == FRAME * 4 and np.isfinite(np.frombuffer(chunk, "<f4")).all() for chunk in got[AUDIO])
 
 
 async def test_malformed_messages_get_errors(duplex_server: ServerProcess, speech_dir: Path) -> None:

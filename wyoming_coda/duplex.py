@@ -4,7 +4,8 @@ Binary messages, one kind byte then the payload (the layout of Kyutai's own serv
 where a structure is needed); see docs/duplex.md:
 
     0 handshake  server → client  JSON {version, sample_rate, frame_size, format, session}
-    1 audio      both ways        Ogg/Opus pages (format=opus, default) or s16le 24 kHz mono PCM
+    1 audio      both ways        Ogg/Opus pages (format=opus, default), or 24 kHz mono PCM:
+                                  s16le (format=pcm) or float32le (format=f32)
     2 text       server → client  UTF-8 piece of Moshi's inner monologue
     3 control    both ways        JSON: client {"action": "close"}; server {"event": "interruption" | "resume"}
     4 metadata   server → client  JSON per step: {"frame", "step_ms", "user_speaking", "muted"}
@@ -43,6 +44,7 @@ MAX_MESSAGE = 1 << 20
 SPEAKING_DBFS = -45.0  # an output frame louder than this means the assistant is talking
 SPEAKING_HOLD_FRAMES = 4  # ... and still counts as talking for 320 ms after
 FRAME = 1920  # 80 ms at 24 kHz, Mimi's frame
+FORMATS = ("opus", "pcm", "f32")
 
 
 def _frame(kind: int, payload: bytes) -> bytes:
@@ -152,10 +154,12 @@ class DuplexConnection:
                 await self.error("bad-audio", f"not an Ogg/Opus stream: {err}")
                 return
         else:
-            if len(payload) % 2:
-                await self.error("bad-audio", "PCM audio must be whole 16-bit samples")
+            width = 4 if self.format == "f32" else 2
+            if len(payload) % width:
+                await self.error("bad-audio", f"PCM audio must be whole {width * 8}-bit samples")
                 return
-            samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768
+            samples = (np.frombuffer(payload, dtype="<f4").astype(np.float32) if width == 4
+                       else np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768)
         self._pending = np.concatenate([self._pending, samples])
         size = FRAME
         while self._pending.size >= size:
@@ -214,17 +218,17 @@ class DuplexConnection:
     def _encode(self, pcm: np.ndarray) -> bytes:
         if self._encoder is not None:
             return self._encoder.append_pcm(pcm)
-        return float_to_s16(pcm)
+        return pcm.astype("<f4").tobytes() if self.format == "f32" else float_to_s16(pcm)
 
 
 async def duplex_ws(request: web.Request, manager: VoiceManager) -> web.WebSocketResponse:
-    """`GET /api/duplex?format=opus|pcm` upgraded to a WebSocket duplex session."""
+    """`GET /api/duplex?format=opus|pcm|f32` upgraded to a WebSocket duplex session."""
     audio_format = request.query.get("format", "opus")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
-    connection = DuplexConnection(ws, manager, audio_format if audio_format in ("opus", "pcm") else "opus")
-    if audio_format not in ("opus", "pcm"):
-        await connection.error("bad-request", f"format must be opus or pcm, got {audio_format!r}")
+    connection = DuplexConnection(ws, manager, audio_format if audio_format in FORMATS else "opus")
+    if audio_format not in FORMATS:
+        await connection.error("bad-request", f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}")
         await ws.close()
         return ws
     try:
