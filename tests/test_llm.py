@@ -10,7 +10,12 @@ import pytest_asyncio
 
 from tests.serverproc import free_port
 from wyoming_coda.config import ExternalLLMConfig
-from wyoming_coda.llm.base import LLMChunk, LLMError, parse_text_tool_calls, with_text_tool_calls
+from wyoming_coda.llm.base import (
+    LLMChunk,
+    LLMError,
+    parse_text_tool_calls,
+    with_text_tool_calls,
+)
 from wyoming_coda.llm.llamacpp import LlamaCppBackend
 from wyoming_coda.llm.openai import OpenAIBackend
 

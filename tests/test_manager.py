@@ -14,7 +14,13 @@ from tests.ollama_double import OllamaDouble, Reply
 
 @pytest.fixture
 async def voice_manager(tiny_hub, ollama: OllamaDouble, tmp_path: Path):
-    from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
+    from wyoming_coda import (
+        ExternalLLMConfig,
+        MoshiConfig,
+        ServerConfig,
+        VoiceConfig,
+        VoiceManager,
+    )
 
     # The spec's Quick Start, with the device and data directory of a test machine.
     config = VoiceConfig(

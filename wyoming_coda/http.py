@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-from importlib import resources
 import logging
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web

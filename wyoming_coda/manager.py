@@ -26,15 +26,29 @@ from .engines.moshi import MoshiSession
 from .engines.tts import TtsStream
 from .enhance import Enhancer
 from .events import EventBus
-from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent, TurnRequest, run_turn
+from .hybrid import (
+    AudioOut,
+    TextDelta,
+    ToolAnswered,
+    ToolCalled,
+    TurnDone,
+    TurnEvent,
+    TurnRequest,
+    run_turn,
+)
 from .llm import LLMBackend, create_backend
-from .llm.base import LLMError
 from .memory import Memory, MemoryStore
+from .metrics import Analytics, Metrics
 from .models import ModelStore
 from .personality import Personality, PersonalityStore
-from .speech import TextPiece, Transcription, VoiceActivity, WavStreamReader, read_wav_bytes, wav_bytes
-from .metrics import Analytics, Metrics
-from .tools import LocalTools, ToolManager, Toolbox
+from .speech import (
+    Transcription,
+    VoiceActivity,
+    WavStreamReader,
+    read_wav_bytes,
+    wav_bytes,
+)
+from .tools import LocalTools, Toolbox, ToolManager
 from .vad import SileroVad
 
 _LOGGER = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -71,15 +70,20 @@ def processor_cost(frames: int = 200) -> dict[str, float]:
 
     rng = np.random.default_rng(0)
     mic = (rng.standard_normal(FRAME * frames) * 0.05).astype(np.float32)
+    resampler, echo, noise, vad = StreamConverter(16000), Enhancer(True, False, False), Enhancer(False, True, True), SileroVad()
+
+    def cancel_echo(x: np.ndarray) -> None:
+        echo.played(x)
+        echo.process(to_s16(x[::3] * 1.0))
+
     stages = {
-        "resample 24k->16k": lambda c=StreamConverter(16000): (lambda x: c.convert(to_s16(x).tobytes(), 24000, 2, 1)),
-        "echo cancellation": lambda e=Enhancer(True, False, False): (lambda x: (e.played(x), e.process(to_s16(x[::3] * 1.0)))),
-        "noise suppression + gain": lambda e=Enhancer(False, True, True): (lambda x: e.process(to_s16(x[:1280]))),
-        "silero vad": lambda v=SileroVad(): (lambda x: v.process(x[:1280])),
+        "resample 24k->16k": lambda x: resampler.convert(to_s16(x).tobytes(), 24000, 2, 1),
+        "echo cancellation": cancel_echo,
+        "noise suppression + gain": lambda x: noise.process(to_s16(x[:1280])),
+        "silero vad": lambda x: vad.process(x[:1280]),
     }
     cost = {}
-    for name, make in stages.items():
-        fn = make()
+    for name, fn in stages.items():
         start = time.process_time()
         for i in range(frames):
             fn(mic[i * FRAME:(i + 1) * FRAME])

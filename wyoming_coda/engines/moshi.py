@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..models import LMStack
-from .batching import BatchedEngine, BatchedStream, StepObserver
-from .stt import NO_TEXT
+from .batching import BatchedStream, StepObserver
+from .lm import AudioLMEngine
 
 
 @dataclass
@@ -65,55 +65,26 @@ class MoshiSession(BatchedStream[MoshiOutput]):
         await super().close()
 
 
-class MoshiEngine(BatchedEngine):
+class MoshiEngine(AudioLMEngine):
     """A Moshi model shared by up to `capacity` concurrent sessions."""
 
     def __init__(
         self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None,
     ) -> None:
-        from moshi.models import LMGen
-
-        super().__init__("moshi", stack.mimi, capacity, self._step, executor, on_step)
-        self.stack = stack
-        self.device = next(stack.lm.parameters()).device
-        self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)
-        self._started = False
+        super().__init__("moshi", stack, capacity, self._step, executor, on_step)
 
     async def open(self) -> MoshiSession:
         """A new session with its own row (waits while every row is busy)."""
-        if not self._started:
-            await self._in_thread(self._start)
         session = MoshiSession(self)
-        session.row = await self.scheduler.acquire(session)
+        await self._open(session)
         return session
-
-    def _start(self) -> None:
-        if not self._started:
-            self.stack.mimi.streaming_forever(self.capacity)
-            self._lm_gen.streaming_forever(self.capacity)
-            self._started = True
-
-    def _piece(self, token: int) -> str:
-        if token in NO_TEXT or token < 0:
-            return ""
-        return self.stack.tokenizer.id_to_piece(token).replace("▁", " ")
 
     @torch.no_grad()
     def _step(self, inputs: Sequence[np.ndarray | None], resets: Sequence[bool]) -> list[MoshiOutput | None]:
-        mimi, device = self.stack.mimi, self.device
-        if any(resets):
-            reset_mask = torch.tensor(resets, device=device)
-            mimi.reset_streaming(reset_mask)
-            self._lm_gen.reset_streaming(reset_mask)
-        active = torch.tensor([x is not None for x in inputs], device=device)
-        mimi.set_exec_mask(active)
-        self._lm_gen.set_exec_mask(active)
-        pcm = np.zeros((self.capacity, 1, self.frame_size), dtype=np.float32)
-        for row, frame in enumerate(inputs):
-            if frame is not None:
-                pcm[row, 0] = frame
-        tokens = self._lm_gen.step(mimi.encode(torch.from_numpy(pcm).to(device)))
+        mimi = self.stack.mimi
+        tokens = self._lm_gen.step(self._encode(inputs, resets))
+        active = torch.tensor([x is not None for x in inputs], device=self.device)
         audio = tokens[:, 1:]
         valid = (audio >= 0).all(dim=1)[:, 0] & active
         out_pcm = None

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..models import LMStack
-from .batching import BatchedEngine, BatchedStream, StepObserver
+from .batching import BatchedStream, StepObserver
+from .lm import AudioLMEngine
 
-NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
 END_OF_TURN_HEAD = 2  # the extra head Kyutai's tools read as "the speaker has finished"
 
 
@@ -109,17 +109,14 @@ class SttStream(BatchedStream[SttOutput]):
         await super().close()
 
 
-class SpeechToText(BatchedEngine):
+class SpeechToText(AudioLMEngine):
     """A Kyutai STT model shared by up to `capacity` concurrent streams."""
 
     def __init__(
         self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None,
     ) -> None:
-        from moshi.models import LMGen
-
-        super().__init__("stt", stack.mimi, capacity, self._step, executor, on_step)
-        self.stack = stack
+        super().__init__("stt", stack, capacity, self._step, executor, on_step)
         stt_config = stack.info.stt_config
         self.delay_seconds = float(stt_config.get("audio_delay_seconds", 0.0))
         self.flush_frames = math.ceil(self.delay_seconds * self.frame_rate) + 1
@@ -127,46 +124,18 @@ class SpeechToText(BatchedEngine):
             float(stt_config.get("audio_silence_prefix_seconds", 0.0)) * self.frame_rate
         )
         self.has_end_of_turn = len(stack.lm.extra_heads) > END_OF_TURN_HEAD
-        self.device = next(stack.lm.parameters()).device
-        self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)
-        self._started = False
 
     async def open(self) -> SttStream:
         """A new stream with its own model row (waits while every row is busy)."""
-        if not self._started:
-            await self._in_thread(self._start)
         stream = SttStream(self)
-        stream.row = await self.scheduler.acquire(stream)
+        await self._open(stream)
         return stream
-
-    def _start(self) -> None:
-        if not self._started:
-            self.stack.mimi.streaming_forever(self.capacity)
-            self._lm_gen.streaming_forever(self.capacity)
-            self._started = True
-
-    def _piece(self, token: int) -> str:
-        if token in NO_TEXT or token < 0:
-            return ""
-        return self.stack.tokenizer.id_to_piece(token).replace("▁", " ")
 
     @torch.no_grad()
     def _step(
         self, inputs: Sequence[SttFrame | None], resets: Sequence[bool]
     ) -> list[tuple[SttOutput, bool] | None]:
-        mimi, device = self.stack.mimi, self.device
-        if any(resets):
-            reset_mask = torch.tensor(resets, device=device)
-            mimi.reset_streaming(reset_mask)
-            self._lm_gen.reset_streaming(reset_mask)
-        exec_mask = torch.tensor([x is not None for x in inputs], device=device)
-        mimi.set_exec_mask(exec_mask)
-        self._lm_gen.set_exec_mask(exec_mask)
-        pcm = np.zeros((self.capacity, 1, self.frame_size), dtype=np.float32)
-        for row, frame in enumerate(inputs):
-            if frame is not None:
-                pcm[row, 0] = frame.pcm
-        codes = mimi.encode(torch.from_numpy(pcm).to(device))
+        codes = self._encode([f.pcm if f is not None else None for f in inputs], resets)
         tokens, heads = self._lm_gen.step_with_extra_heads(codes)
         text_ids = tokens[:, 0, 0].tolist()
         ends = heads[END_OF_TURN_HEAD][:, 0, 0].tolist() if self.has_end_of_turn else None

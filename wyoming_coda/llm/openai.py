@@ -91,7 +91,7 @@ class OpenAIBackend:
                         slot["arguments"] += function.get("arguments") or ""
                     if delta.get("content"):
                         yield LLMChunk(text=delta["content"])
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise unavailable(f"{self.base}: stream broken: {err}") from err
         finally:
             response.release()
