@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from wyoming.info import (
     AsrModel,
     AsrProgram,
@@ -19,6 +21,7 @@ from .config import VoiceConfig
 from .models import ModelStore
 
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
+T = TypeVar("T")
 CODA = Attribution(name="Coda Voice", url="https://github.com/coda-voice/wyoming-coda")
 
 
@@ -28,65 +31,42 @@ def _model_attribution(source: str) -> Attribution:
     return Attribution(name="Kyutai", url=f"https://huggingface.co/{source}")
 
 
+def _program(cls: type[T], name: str, description: str, **fields: Any) -> T:
+    """A program of this server (installed, at the package version)."""
+    attribution = fields.pop("attribution", KYUTAI)
+    return cls(name=name, description=description, attribution=attribution, installed=True,
+               version=__version__, **fields)
+
+
+def _artifact(cls: type[T], name: str, description: str, attribution: Attribution, installed: bool,
+              languages: list[str]) -> T:
+    """A model or voice of a program."""
+    return cls(name=name, description=description, attribution=attribution, installed=installed,
+               version=None, languages=languages)
+
+
 def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Info:
     """Describe the asr, tts and handle programs with the models this server runs."""
     stt, tts = store.slots["stt"], store.slots["tts"]
     stt_langs = model_languages(stt.source)
-    tts_langs = model_languages(tts.source)
     llm = config.external_llm
-    asr = AsrProgram(
-        name="coda-stt",
-        description="Kyutai streaming speech-to-text",
-        attribution=KYUTAI,
-        installed=True,
-        version=__version__,
-        models=[
-            AsrModel(
-                name=stt.source,
-                description=f"Kyutai STT ({stt.state})",
-                attribution=_model_attribution(stt.source),
-                installed=stt.state == "ready",
-                version=None,
-                languages=stt_langs,
-            )
-        ],
+    asr = _program(
+        AsrProgram, "coda-stt", "Kyutai streaming speech-to-text",
+        models=[_artifact(AsrModel, stt.source, f"Kyutai STT ({stt.state})", _model_attribution(stt.source),
+                          stt.state == "ready", stt_langs)],
         supports_transcript_streaming=True,
     )
-    tts_program = TtsProgram(
-        name="coda-tts",
-        description="Kyutai streaming text-to-speech",
-        attribution=KYUTAI,
-        installed=True,
-        version=__version__,
-        voices=[
-            TtsVoice(
-                name=voice,
-                description=f"Kyutai TTS voice on {tts.source}",
-                attribution=_model_attribution(config.tts.voices),
-                installed=tts.state == "ready",
-                version=None,
-                languages=tts_langs,
-            )
-            for voice in voices
-        ],
+    voice_source = _model_attribution(config.tts.voices)
+    tts_program = _program(
+        TtsProgram, "coda-tts", "Kyutai streaming text-to-speech",
+        voices=[_artifact(TtsVoice, voice, f"Kyutai TTS voice on {tts.source}", voice_source,
+                          tts.state == "ready", model_languages(tts.source)) for voice in voices],
         supports_synthesize_streaming=True,
     )
-    handle = HandleProgram(
-        name="coda-llm",
-        description=f"Conversation through the {llm.provider} LLM with tool calls",
+    handle = _program(
+        HandleProgram, "coda-llm", f"Conversation through the {llm.provider} LLM with tool calls",
         attribution=CODA,
-        installed=True,
-        version=__version__,
-        models=[
-            HandleModel(
-                name=llm.model,
-                description=f"{llm.provider} model at {llm.url}",
-                attribution=CODA,
-                installed=True,
-                version=None,
-                languages=stt_langs,
-            )
-        ],
+        models=[_artifact(HandleModel, llm.model, f"{llm.provider} model at {llm.url}", CODA, True, stt_langs)],
         supports_handled_streaming=True,
     )
     return Info(asr=[asr], tts=[tts_program], handle=[handle])
