@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from wyoming.info import (
+    Artifact,
     AsrModel,
     AsrProgram,
     Attribution,
@@ -21,7 +22,7 @@ from .config import VoiceConfig
 from .models import ModelStore
 
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
-T = TypeVar("T")
+T = TypeVar("T", bound=Artifact)
 CODA = Attribution(name="Coda Voice", url="https://github.com/coda-voice/wyoming-coda")
 
 
