@@ -1,0 +1,68 @@
+"""Home Assistant's own built-in `wyoming` integration as a client of our real server: the
+config flow accepts it, and HA's STT, TTS and conversation entities work through it."""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from homeassistant import config_entries
+from homeassistant.components import conversation, stt, tts
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+async def _speech(path: Path) -> AsyncIterator[bytes]:
+    with wave.open(str(path)) as wav:
+        frames = wav.readframes(wav.getnframes())
+    for start in range(0, len(frames), 3200):
+        yield frames[start:start + 3200]
+
+
+async def test_config_flow_accepts_our_server(hass: HomeAssistant, coda_server) -> None:
+    assert await async_setup_component(hass, "homeassistant", {})
+    result = await hass.config_entries.flow.async_init("wyoming", context={"source": config_entries.SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "127.0.0.1", "port": coda_server.port})
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    assert result["title"] == "coda-stt"
+
+
+async def test_stt_tts_and_conversation_entities(
+    hass: HomeAssistant, coda_server, ollama, speech: Path, tmp_path: Path
+) -> None:
+    from tests.ollama_double import Reply
+
+    hass.config.config_dir = str(tmp_path)
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": coda_server.port})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    ids = {e.domain: e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)}
+    assert set(ids) == {"stt", "tts", "conversation"}
+
+    metadata = stt.SpeechMetadata(
+        language="en", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
+        bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+        channel=stt.AudioChannels.CHANNEL_MONO,
+    )
+    result = await stt.async_get_speech_to_text_entity(hass, ids["stt"]).internal_async_process_audio_stream(
+        metadata, _speech(speech))
+    assert result.result is stt.SpeechResultState.SUCCESS and result.text  # tiny model: random words
+
+    stream = tts.async_create_stream(hass, ids["tts"], language="en", options={tts.ATTR_PREFERRED_FORMAT: "wav"})
+    stream.async_set_message("Turn on the kitchen light.")
+    data = b"".join([chunk async for chunk in stream.async_stream_result()])
+    with wave.open(io.BytesIO(data)) as wav:
+        assert wav.getframerate() == 24000 and wav.getnframes() > 1920
+
+    ollama.script = [Reply(text="The kitchen light is on.")]
+    response = await conversation.async_converse(hass, "turn on the kitchen light", None, Context(),
+                                                 agent_id=ids["conversation"])
+    assert response.response.speech["plain"]["speech"] == "The kitchen light is on."
+    assert await hass.config_entries.async_unload(entry.entry_id)
