@@ -17,7 +17,7 @@ from wyoming.tts import (
 )
 
 from tests.serverproc import ServerProcess, exchange
-from wyoming_coda.services.tts import split_sentences
+from wyoming_coda.text import split_sentences
 
 FRAME_BYTES = 1920 * 2  # 80 ms of 24 kHz s16le mono
 

@@ -16,6 +16,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+
 async def _speech(path: Path) -> AsyncIterator[bytes]:
     with wave.open(str(path)) as wav:
         frames = wav.readframes(wav.getnframes())

@@ -18,7 +18,7 @@ import numpy as np
 
 from .engines.tts import TtsStream
 from .llm.base import LLMBackend, LLMError, Message, ToolCall, with_text_tool_calls
-from .services.tts import split_sentences
+from .text import split_sentences
 from .tools import Toolbox
 
 FAST_MAX_TOKENS = 60

@@ -6,7 +6,6 @@ A new synthesize (or synthesize-start) while audio is still going out cancels it
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -21,6 +20,7 @@ from wyoming.tts import (
 
 from ..audio import float_to_s16
 from ..engines.tts import UnknownVoiceError
+from ..text import split_sentences
 
 if TYPE_CHECKING:
     from ..handler import CodaEventHandler
@@ -32,18 +32,6 @@ EVENT_TYPES = frozenset(
     e.event().type
     for e in (Synthesize(""), SynthesizeStart(), SynthesizeChunk(""), SynthesizeStop())
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
-
-
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """Complete sentences in `text` and the unfinished rest."""
-    sentences, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        sentence = text[start:match.end()].strip()
-        if sentence:
-            sentences.append(sentence)
-        start = match.end()
-    return sentences, text[start:]
 
 
 class TtsService:
