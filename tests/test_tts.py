@@ -148,3 +148,29 @@ def test_split_sentences() -> None:
     assert split_sentences("Hi there. How are") == (["Hi there."], "How are")
     assert split_sentences('He said "yes." Then left!\nOK') == (['He said "yes."', "Then left!"], "OK")
     assert split_sentences("3.5 degrees") == ([], "3.5 degrees")
+
+
+async def test_a_stream_waiting_for_text_does_not_speak(tiny_hub) -> None:
+    """Rows without words stay silent even while other rows step (the LLM is still thinking)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from wyoming_coda.checkpoints import resolve_checkpoint
+    from wyoming_coda.engines.tts import TextToSpeech
+    from wyoming_coda.models import _load_tts
+
+    model = _load_tts(resolve_checkpoint("kyutai/tts-1.6b-en_fr", "tts"), "cpu", torch.float32, "kyutai/tts-voices")
+    engine = TextToSpeech(model, 2, ThreadPoolExecutor(1))
+    voice = "expresso/ex03-ex01_happy_001_channel1_334s.wav"
+    waiting, talking = await engine.open(voice), await engine.open(voice)
+    talking.add_text("one two three four five.")
+    talking.end_text()
+    frames = [f async for f in talking.audio()]
+    assert frames and waiting.offset == 0 and waiting.frames_out == 0
+    waiting.add_text("Now me.")
+    waiting.end_text()
+    assert [f async for f in waiting.audio()]
+    for stream in (waiting, talking):
+        await stream.close()
+    await engine.close()

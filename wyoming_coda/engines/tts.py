@@ -91,9 +91,10 @@ class TtsStream(BatchedStream[np.ndarray]):
         if self._complete or self._pending or machine.entries or machine.queued:
             return True
         # out of words, more to come: finish speaking the last one (its audio lags the text),
-        # then wait without stepping until text arrives
-        last_word = machine.consumption_times[-1] if machine.consumption_times else 0
-        return self.offset - last_word < self.engine.tail_steps
+        # then wait without stepping until text arrives (and never step before the first word)
+        if not machine.consumption_times:
+            return False
+        return self.offset - machine.consumption_times[-1] < self.engine.tail_steps
 
     def take(self) -> TtsWork:
         work = TtsWork(self, self._voice, self._pending, self._complete)
