@@ -106,6 +106,7 @@ async def test_dropped_connection_mid_event_leaves_server_serving(server: Server
 def test_health_reports_loaded_models(server: ServerProcess) -> None:
     status, body = server.http_get("/healthz")
     assert status == 200 and body["ready"] is True
+    assert len(body["server_id"]) == 32  # stable across restarts: kept in the data directory
     assert body["mode"] == "hybrid" and body["device"] == "cpu"
     assert {k: v["state"] for k, v in body["models"].items()} == {"stt": "ready", "tts": "ready"}
 
@@ -138,6 +139,14 @@ def test_local_directory_checkpoint(start_server, tiny_hub) -> None:
 def test_wrong_model_kind_is_a_clear_error(start_server) -> None:
     proc = start_server("--stt-model", "kyutai/tts-1.6b-en_fr", wait_ready=False)
     assert "is a Kyutai 'tts' checkpoint, not 'stt'" in proc.wait_failed("stt")
+
+
+def test_server_id_survives_a_restart(start_server, tmp_path) -> None:
+    first = start_server("--data-dir", str(tmp_path / "kept"))
+    server_id = first.http_get("/healthz")[1]["server_id"]
+    assert first.terminate() == 0
+    second = start_server("--data-dir", str(tmp_path / "kept"))
+    assert second.http_get("/healthz")[1]["server_id"] == server_id
 
 
 def test_sigterm_and_sigint_exit_zero(start_server) -> None:

@@ -1,4 +1,5 @@
-"""Zeroconf advertisement of the Wyoming service (`_wyoming._tcp.local.`).
+"""Zeroconf advertisement of the Wyoming service (`_wyoming._tcp.local.`) and the server's
+stable identity.
 
 python-zeroconf is used directly: wyoming's helper cannot unregister and fails on hosts
 without a route to the multicast group. The TXT properties tell a Coda server apart from
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
+from pathlib import Path
 
 import ifaddr
 from zeroconf import IPVersion
@@ -32,16 +35,28 @@ def host_addresses() -> list[str]:
     return found or ["127.0.0.1"]
 
 
+def server_id(data_dir: Path) -> str:
+    """This server's stable id (kept in the data directory): clients recognise a server by it
+    when its address changes."""
+    path = data_dir / "server_id"
+    if path.is_file():
+        return path.read_text(encoding="ascii").strip()
+    new_id = uuid.uuid4().hex
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(new_id + "\n", encoding="ascii")
+    return new_id
+
+
 class Advertiser:
     """Registers the service on start, unregisters it on close."""
 
     def __init__(
-        self, name: str, port: int, http_port: int | None, mode: str, host: str | None = None
+        self, name: str, port: int, http_port: int | None, mode: str, server_id: str, host: str | None = None
     ) -> None:
         self.name = name
         self.host = host
         addresses = [host] if host else host_addresses()
-        properties = {"coda": "1", "version": __version__, "mode": mode}
+        properties = {"coda": "1", "id": server_id, "version": __version__, "mode": mode}
         if http_port:
             properties["http_port"] = str(http_port)
         self.info = AsyncServiceInfo(

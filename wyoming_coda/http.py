@@ -55,7 +55,8 @@ async def healthz(request: web.Request) -> web.Response:
     models = {kind: {"state": slot.state, "source": slot.source, "error": slot.error}
               for kind, slot in store.slots.items()}
     return web.json_response(
-        {"ready": store.ready, "mode": server.config.mode, "device": store.device, "models": models},
+        {"ready": store.ready, "server_id": server.server_id, "mode": server.config.mode, "device": store.device,
+         "models": models},
         status=200 if store.ready else 503,
     )
 

@@ -13,7 +13,7 @@ from wyoming.server import AsyncServer
 
 from .checkpoints import list_voices
 from .config import VoiceConfig
-from .discovery import Advertiser
+from .discovery import Advertiser, server_id
 from .handler import CodaEventHandler, Service
 from .http import HttpSide
 from .info import build_info
@@ -32,6 +32,7 @@ class CodaServer:
         self.config = config
         self.manager = VoiceManager(config)
         self.store = self.manager.store
+        self.server_id = server_id(Path(config.server.data_dir))
         self._voices: list[str] | None = None
 
     def voices(self) -> list[str]:
@@ -68,6 +69,7 @@ class CodaServer:
                 port=urlparse(server_config.uri).port or 0,
                 http_port=server_config.http_port or None,
                 mode=self.config.mode,
+                server_id=self.server_id,
                 host=server_config.zeroconf_host,
             )
         await self.manager.initialize(wait=False)
