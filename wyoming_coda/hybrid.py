@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .aio import task_stream
 from .engines.tts import TtsStream
 from .llm.base import LLMBackend, LLMError, Message, ToolCall, with_text_tool_calls
 from .text import split_sentences
@@ -65,10 +66,6 @@ class TurnRequest:
     route: str
     max_tool_iterations: int
     open_tts: Callable[[], Awaitable[TtsStream]] | None  # None: text only
-    # filled in by the turn
-    answer: str = ""
-    error: str | None = None
-    tool_calls: int = 0
 
 
 class SentenceFeeder:
@@ -97,19 +94,9 @@ class SentenceFeeder:
             self.tts.add_text(sentence)
 
 
-async def run_turn(llm: LLMBackend, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+def run_turn(llm: LLMBackend, request: TurnRequest) -> AsyncIterator[TurnEvent]:
     """Stream the events of one turn; closing the iterator cancels the turn."""
-    queue: asyncio.Queue[TurnEvent | BaseException | None] = asyncio.Queue()
-    task = asyncio.create_task(_produce(llm, request, queue), name="coda turn")
-    try:
-        while (event := await queue.get()) is not None:
-            if isinstance(event, BaseException):
-                raise event
-            yield event
-    finally:
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    return task_stream(lambda queue: _produce(llm, request, queue), "coda turn")
 
 
 async def _produce(llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[Any]) -> None:
@@ -122,7 +109,7 @@ async def _produce(llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[A
     tts = await request.open_tts() if request.open_tts is not None else None
     audio_task = asyncio.create_task(_pump_audio(tts, queue, mark)) if tts is not None else None
     try:
-        await _converse(llm, request, queue, tts, mark)
+        answer, error, tool_calls = await _converse(llm, request, queue, tts, mark)
         if audio_task is not None:
             await audio_task
     finally:
@@ -130,15 +117,15 @@ async def _produce(llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[A
             audio_task.cancel()
             await asyncio.gather(audio_task, return_exceptions=True)
     mark("done")
-    await queue.put(TurnDone(request.answer.strip(), request.route, request.error, timings, request.tool_calls))
-    await queue.put(None)
+    await queue.put(TurnDone(answer.strip(), request.route, error, timings, tool_calls))
 
 
 async def _converse(
     llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[Any], tts: TtsStream | None,
     mark: Callable[[str], None],
-) -> None:
-    """The LLM rounds of a turn (text, tool calls, tool results), feeding TTS as it goes."""
+) -> tuple[str, str | None, int]:
+    """The LLM rounds of a turn (text, tool calls, tool results), feeding TTS as it goes.
+    Returns the answer, the LLMError code if it failed, and the number of tool calls."""
     feeder = SentenceFeeder(tts)
     messages = list(request.messages)
     schemas = request.toolbox.schemas() if request.toolbox is not None else None
@@ -177,7 +164,7 @@ async def _converse(
     feeder.flush()
     if tts is not None:
         tts.end_text()
-    request.answer, request.error, request.tool_calls = answer, error, tool_calls
+    return answer, error, tool_calls
 
 
 async def _pump_audio(tts: TtsStream, queue: asyncio.Queue[Any], mark: Callable[[str], None]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .aio import task_stream
 from .audio import float_to_s16
 from .config import VoiceConfig
 from .conversation import Conversation, Route, route_turn, system_prompt
@@ -383,18 +384,13 @@ class VoiceManager:
         the answer while audio keeps coming; speech during an answer interrupts it.
         """
         conversation = self._conversation(conversation_id)
-        output: asyncio.Queue[VoiceStreamChunk | BaseException | None] = asyncio.Queue()
-        conductor = _StreamConductor(self, conversation, output)
-        task = asyncio.create_task(conductor.run(audio), name="coda voice stream")
-        try:
-            while (chunk := await output.get()) is not None:
-                if isinstance(chunk, BaseException):
-                    raise chunk
+
+        async def conduct(output: asyncio.Queue[Any]) -> None:
+            await _StreamConductor(self, conversation, output).run(audio)
+
+        async with contextlib.aclosing(task_stream(conduct, "coda voice stream")) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     # -- analytics ------------------------------------------------------------------------------
     def refresh_metrics(self) -> None:
@@ -461,9 +457,6 @@ class _StreamConductor:
                 await asyncio.gather(self.completion, return_exceptions=True)
             if self.answer is not None:  # an interrupted answer ends as cancelled
                 await asyncio.gather(self.answer, return_exceptions=True)
-            await self.output.put(None)
-        except Exception as err:  # noqa: BLE001 - handed to the consumer
-            await self.output.put(err)
         finally:
             await self._close()
 

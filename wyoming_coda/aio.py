@@ -1,0 +1,35 @@
+"""Asyncio helpers shared by the orchestration layer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+_END = object()
+
+
+async def task_stream(produce: Callable[[asyncio.Queue[Any]], Awaitable[None]], name: str) -> AsyncIterator[Any]:
+    """Run `produce(queue)` as a task and yield what it puts on the queue until it returns.
+
+    An exception put on the queue is raised at once; one raised by the producer is raised after
+    its last item. Closing the iterator cancels the producer."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await produce(queue)
+        finally:
+            queue.put_nowait(_END)
+
+    task = asyncio.create_task(run(), name=name)
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
