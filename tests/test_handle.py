@@ -219,8 +219,8 @@ async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_pat
     from tests.test_llm import smollm2
 
     server = start_server("--llm-provider", "llamacpp", "--llm-model", str(smollm2()), "--config",
-                          config_file(tmp_path, voice_processing={"external_llm": {"threads": 1}}))
-    events = await handle_turn(server, "Say hello to me.")
+                          config_file(tmp_path, voice_processing={"external_llm": {"threads": 1, "context_size": 1024}}))
+    events = await handle_turn(server, "Say hello and name three colours.")  # a few words, always
     streamed = [e for e in events if e.type == "handled-chunk"]
     assert events[-1].type == "handled" and len(streamed) > 3
     assert events[-1].data["text"] == chunks(events).strip() and len(events[-1].data["text"].split()) > 2
