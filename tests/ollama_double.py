@@ -26,6 +26,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _offered_name(name: str, offered: list[str]) -> str:
+    """A scripted tool name as offered: Home Assistant namespaces its tools
+    (`homeassistant__HassTurnOn`), so a script may name the part after the last `__`."""
+    return next((tool for tool in offered if tool.split("__")[-1] == name), name)
+
+
 def _call_id() -> str:
     return "call_" + "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
@@ -60,7 +66,9 @@ class OllamaDouble:
             reply = self.script.pop(0)
             if reply.tool_calls and not body.get("tools"):
                 return self.default  # a request without tools cannot get tool calls
-            return reply
+            offered = [tool["function"]["name"] for tool in body.get("tools") or []]
+            calls = [(_offered_name(name, offered), args) for name, args in reply.tool_calls]
+            return Reply(reply.text, calls, reply.delay, reply.error_midstream)
         return self.default
 
     async def start(self) -> None:

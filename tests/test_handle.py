@@ -186,6 +186,42 @@ async def test_personality_is_injected_and_adapts(start_server, ollama: OllamaDo
     assert "Answer in one or two short sentences." in system
 
 
+async def test_turn_options_from_the_client(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    """`memory: false` neither recalls nor learns; `personality` overrides the profile for one
+    turn; bad values are refused before the LLM is asked."""
+    server = start_server("--llm-url", ollama.url, "--data-dir", str(tmp_path / "kept"))
+    await handle_turn(server, "my name is Bob", context={"user_id": "u2", "memory": False})
+    await handle_turn(server, "what is my name", context={"user_id": "u2", "personality": {
+        "verbosity": "detailed", "tone": "playful"}})
+    system = ollama.requests[-1]["messages"][0]["content"]
+    assert "Bob" not in system  # nothing was learned from the first turn
+    assert "complete, detailed answers" in system and "playful" in system
+    await handle_turn(server, "I like tea", context={"user_id": "u2"})
+    await handle_turn(server, "what do I like", context={"user_id": "u2", "memory": False})
+    assert "tea" not in ollama.requests[-1]["messages"][0]["content"]  # learned, but not recalled here
+    await handle_turn(server, "what do I like", context={"user_id": "u2"})
+    assert "The user likes tea" in ollama.requests[-1]["messages"][0]["content"]
+    asked = len(ollama.requests)
+    async with server.client() as client:
+        for context in ({"personality": {"tone": "grumpy"}}, {"personality": {"colour": "red"}},
+                        {"personality": "brief"}, {"memory": "no"}):
+            await client.write_event(Transcript(text="hi", context=context).event())
+            error = await asyncio.wait_for(client.read_event(), 10)
+            assert error.type == "error" and error.data["code"] == "malformed-event", error
+    assert len(ollama.requests) == asked
+
+
+async def test_idle_conversations_end(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    """Home Assistant never says goodbye: a handle conversation ends after its idle timeout."""
+    cfg = config_file(tmp_path, integration={"conversation_timeout": 1})
+    server = start_server("--llm-url", ollama.url, "--config", cfg)
+    await handle_turn(server, "hello", context={"conversation_id": "idle-1"})
+    assert server.http_get("/api/analytics")[1]["active_conversations"] == 1
+    await asyncio.sleep(1.5)
+    data = server.http_get("/api/analytics")[1]
+    assert (data["active_conversations"], data["total_conversations"]) == (0, 1)
+
+
 async def test_conversation_history_and_extra_prompt(start_server, ollama: OllamaDouble) -> None:
     ollama.script = [Reply(text="Nice to meet you."), Reply(text="You said hello.")]
     server = start_server("--llm-url", ollama.url)

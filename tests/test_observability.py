@@ -3,6 +3,7 @@ token protection and VRAM budgets — against a real server process."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -74,7 +75,22 @@ async def test_analytics_json(start_server, ollama: OllamaDouble, speech_dir: Pa
     assert set(vram["components"]) == {"stt", "tts", "external_llm"}
     assert vram["components"]["stt"]["weights_bytes"] > 0 and vram["components"]["stt"]["rss_bytes"] >= 0
     assert set(data["audio_quality"]) == {"level_dbfs", "clipping_ratio", "snr_db", "speech_ratio"}
-    assert data["llm"] == {"provider": "ollama", "model": "qwen3:8b", "healthy": True}
+    assert data["llm"]["provider"] == "ollama" and data["llm"]["model"] == "qwen3:8b" and data["llm"]["healthy"]
+    # reachability: checked against the LLM server in the background (None until the first check)
+    for _ in range(50):
+        if server.http_get("/api/analytics")[1]["llm"]["reachable"]:
+            break
+        await asyncio.sleep(0.1)
+    assert server.http_get("/api/analytics")[1]["llm"]["reachable"] is True
+
+
+async def test_llm_reachability_follows_the_llm_server(start_server, ollama: OllamaDouble) -> None:
+    server = start_server("--llm-url", ollama.url, "--llm-model", "not-installed:1b")
+    for _ in range(50):
+        if server.http_get("/api/analytics")[1]["llm"]["reachable"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert server.http_get("/api/analytics")[1]["llm"]["reachable"] is False  # the model is missing
 
 
 async def test_bearer_token_protects_the_side_port(start_server) -> None:

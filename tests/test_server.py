@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -154,3 +155,19 @@ def test_sigterm_and_sigint_exit_zero(start_server) -> None:
         proc = start_server()
         assert proc.terminate(sig) == 0
         assert "Stopped" in proc.log()
+
+
+async def test_shutdown_closes_event_streams(start_server) -> None:
+    """An open events WebSocket (Home Assistant keeps one) does not hold up a stop."""
+    import aiohttp
+
+    proc = start_server()
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+        f"http://127.0.0.1:{proc.http_port}/api/events?metrics_interval=0"
+    ) as ws:
+        start = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        message = await asyncio.wait_for(ws.receive(), 10)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert proc.terminate() == 0
+        assert time.monotonic() - start < 5

@@ -1,6 +1,6 @@
-"""A real Coda Voice server for Home Assistant's tests: started from the server's own
+"""Home Assistant's own code against a real Coda Voice server: the server runs from its own
 environment (.venv, Python 3.11 with torch and moshi) on 127.0.0.1, with tiny random-weight
-Kyutai checkpoints and the Ollama API test double as its LLM."""
+Kyutai checkpoints and the Ollama API test double (tests/ollama_double.py) as its LLM."""
 
 from __future__ import annotations
 
@@ -12,13 +12,24 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+
+import custom_components  # noqa: F401 - ours, imported before the plugin's testing_config can shadow it
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+@pytest.fixture(autouse=True)
+async def core_setup(hass: HomeAssistant, enable_custom_integrations: None) -> None:
+    """Load custom_components/coda, and Home Assistant's core integration (exposed entities),
+    which conversation agents need."""
+    assert await async_setup_component(hass, "homeassistant", {})
 
 
 def _free_port() -> int:
@@ -49,16 +60,56 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "speech.wav"
 
 
-@dataclass
 class CodaServer:
-    port: int
-    http_port: int
-    proc: subprocess.Popen[bytes]
+    """A real server process; it can be stopped and started again on the same ports and data
+    directory (so with the same server id)."""
+
+    def __init__(self, hub_cache: str, llm_url: str, workdir: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.http_port = _free_port()
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.args = [*args, "--llm-url", llm_url]
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": hub_cache, "NO_TORCH_COMPILE": "1",
+                    "OMP_NUM_THREADS": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(SERVER_PYTHON), "-m", "wyoming_coda", "--uri", f"tcp://127.0.0.1:{self.port}",
+                 "--http-host", "127.0.0.1", "--http-port", str(self.http_port), "--device", "cpu",
+                 "--data-dir", str(self.data_dir), *self.args],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while not self.health().get("ready"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(self.log_path.read_text())
+            time.sleep(0.1)
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            return {}
+
+    @property
+    def server_id(self) -> str:
+        return (self.data_dir / "server_id").read_text().strip()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        self.proc = None
 
 
 @pytest.fixture
-async def ollama(socket_enabled) -> AsyncIterator[object]:
-    """The Ollama API test double (tests/ollama_double.py) in this event loop."""
+async def ollama(socket_enabled: None) -> AsyncIterator[Any]:
+    """The Ollama API test double in this event loop."""
     from tests.ollama_double import OllamaDouble
 
     double = OllamaDouble()
@@ -68,29 +119,25 @@ async def ollama(socket_enabled) -> AsyncIterator[object]:
 
 
 @pytest.fixture
-def coda_server(tiny_hub_cache: str, ollama, tmp_path: Path, socket_enabled) -> Iterator[CodaServer]:
-    port, http_port = _free_port(), _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": tiny_hub_cache, "NO_TORCH_COMPILE": "1",
-           "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(SERVER_PYTHON), "-m", "wyoming_coda", "--uri", f"tcp://127.0.0.1:{port}", "--http-host", "127.0.0.1",
-         "--http-port", str(http_port), "--device", "cpu", "--data-dir", str(tmp_path / "data"),
-         "--llm-url", ollama.url],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
-                if json.loads(response.read())["ready"]:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((tmp_path / "server.log").read_text())
-        time.sleep(0.1)
-    yield CodaServer(port, http_port, proc)
-    proc.terminate()
-    proc.wait(15)
-    log.close()
+def coda_server_factory(
+    tiny_hub_cache: str, ollama: Any, tmp_path: Path, socket_enabled: None
+) -> Iterator[Any]:
+    """Start servers with extra command-line arguments; all are stopped after the test."""
+    servers: list[CodaServer] = []
+
+    def start(*args: str) -> CodaServer:
+        workdir = tmp_path / f"server{len(servers)}"
+        workdir.mkdir()
+        server = CodaServer(tiny_hub_cache, ollama.url, workdir, *args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def coda_server(coda_server_factory: Any) -> CodaServer:
+    return coda_server_factory()

@@ -60,7 +60,9 @@ async def test_stt_tts_and_conversation_entities(
     stream.async_set_message("Turn on the kitchen light.")
     data = b"".join([chunk async for chunk in stream.async_stream_result()])
     with wave.open(io.BytesIO(data)) as wav:
-        assert wav.getframerate() == 24000 and wav.getnframes() > 1920
+        assert wav.getframerate() == 24000 and wav.getsampwidth() == 2
+    # a streamed WAV (Home Assistant 2026.x) leaves the header's length at 0: count what follows it
+    assert len(data) - data.index(b"data") - 8 > 1920 * 2  # more than one 80 ms frame
 
     ollama.script = [Reply(text="The kitchen light is on.")]
     response = await conversation.async_converse(hass, "turn on the kitchen light", None, Context(),

@@ -148,6 +148,7 @@ class IntegrationConfig:
     memory_context_limit: int = 5
     personality_adaptation: bool = True
     tool_calling_during_speech: bool = True
+    conversation_timeout: float = 300.0  # seconds without a turn before a handle conversation ends
 
 
 @dataclass
@@ -261,6 +262,7 @@ CONFIG_SCHEMA = vol.Schema({
         vol.Optional("memory_context_limit"): vol.All(int, vol.Range(min=0, max=100)),
         vol.Optional("personality_adaptation"): bool,
         vol.Optional("tool_calling_during_speech"): bool,
+        vol.Optional("conversation_timeout"): vol.All(vol.Coerce(float), vol.Range(min=1)),
     },
     vol.Optional("personality"): {
         vol.Optional("name"): str,

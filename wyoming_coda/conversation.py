@@ -24,6 +24,11 @@ class Conversation:
     history: list[Message] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     turns: int = 0
+    idle_timeout: float | None = None  # seconds without a turn before the conversation ends
+    last_active: float = field(default_factory=time.monotonic)
+
+    def idle(self, now: float) -> bool:
+        return self.idle_timeout is not None and now - self.last_active > self.idle_timeout
 
     def messages(self, system: str, user_text: str) -> list[Message]:
         """System prompt, recent history, the new user message."""

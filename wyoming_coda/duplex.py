@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -221,11 +222,15 @@ class DuplexConnection:
         return pcm.astype("<f4").tobytes() if self.format == "f32" else float_to_s16(pcm)
 
 
-async def duplex_ws(request: web.Request, manager: VoiceManager) -> web.WebSocketResponse:
-    """`GET /api/duplex?format=opus|pcm|f32` upgraded to a WebSocket duplex session."""
+async def duplex_ws(
+    request: web.Request, manager: VoiceManager, track: Callable[[web.WebSocketResponse], None]
+) -> web.WebSocketResponse:
+    """`GET /api/duplex?format=opus|pcm|f32` upgraded to a WebSocket duplex session; `track`
+    registers the socket so that server shutdown closes it."""
     audio_format = request.query.get("format", "opus")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
+    track(ws)
     connection = DuplexConnection(ws, manager, audio_format if audio_format in FORMATS else "opus")
     if audio_format not in FORMATS:
         await connection.error("bad-request", f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}")

@@ -11,11 +11,12 @@ import asyncio
 import base64
 import hmac
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .duplex import duplex_ws
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SERVER_KEY: web.AppKey[CodaServer] = web.AppKey("coda_server")
+SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
+SHUTDOWN_SECONDS = 5.0  # longest a request may hold up the server's exit
 OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +89,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPBadRequest(text="metrics_interval must be a number of seconds") from None
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
     queue = manager.events.subscribe()
 
     async def snapshots() -> None:
@@ -130,12 +134,20 @@ async def talk_page(request: web.Request) -> web.Response:
 
 
 async def duplex(request: web.Request) -> web.WebSocketResponse:
-    return await duplex_ws(request, request.app[SERVER_KEY].manager)
+    return await duplex_ws(request, request.app[SERVER_KEY].manager, request.app[SOCKETS_KEY].add)
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """On shutdown: tell every WebSocket client the server is going away, so none holds it up."""
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                           for ws in list(app[SOCKETS_KEY])), return_exceptions=True)
 
 
 def create_app(server: CodaServer, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_token_middleware(token)] if token else [])
     app[SERVER_KEY] = server
+    app[SOCKETS_KEY] = weakref.WeakSet()
+    app.on_shutdown.append(_close_websockets)
     app.router.add_get("/", talk_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/analytics", analytics)
@@ -150,7 +162,7 @@ class HttpSide:
 
     def __init__(self, server: CodaServer, host: str, port: int, token: str | None) -> None:
         self.host, self.port = host, port
-        self._runner = web.AppRunner(create_app(server, token), access_log=None)
+        self._runner = web.AppRunner(create_app(server, token), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:
         await self._runner.setup()

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from .hybrid import (
     run_turn,
 )
 from .llm import LLMBackend, create_backend
+from .llm.base import LLMError
 from .memory import Memory, MemoryStore
 from .metrics import Analytics, Metrics
 from .models import ModelStore
@@ -55,6 +56,7 @@ from .vad import SileroVad
 _LOGGER = logging.getLogger(__name__)
 
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
+LLM_CHECK_SECONDS = 15.0  # analytics ask the LLM server whether it answers at most this often
 
 
 class ModeNotAvailableError(Exception):
@@ -122,6 +124,9 @@ class VoiceManager:
         self.local_tools = LocalTools(on_timer=self._timer_done)
         self.tools: ToolManager | None = self.local_tools if config.integration.tools_enabled else None
         self._llm_failed_at = float("-inf")
+        self._llm_reachable: bool | None = None
+        self._llm_checked_at = float("-inf")
+        self._llm_check: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def initialize(self, wait: bool = True) -> None:
@@ -132,6 +137,9 @@ class VoiceManager:
                 await self.store.get(kind)
 
     async def close(self) -> None:
+        if self._llm_check is not None:
+            self._llm_check.cancel()
+            await asyncio.gather(self._llm_check, return_exceptions=True)
         await self.local_tools.close()
         await self.llm.close()
         if isinstance(self.memory, MemoryStore):
@@ -149,11 +157,16 @@ class VoiceManager:
 
     # -- conversations --------------------------------------------------------------------------
     async def start_conversation(
-        self, conversation_id: str | None = None, user_id: str = "default", language: str | None = None
+        self, conversation_id: str | None = None, user_id: str = "default", language: str | None = None,
+        idle_timeout: float | None = None,
     ) -> str:
+        """Open (or continue) a conversation; with `idle_timeout` it ends by itself after that
+        many seconds without a turn (clients that never say goodbye, like Home Assistant)."""
+        await self._end_idle()
         conversation_id = conversation_id or uuid.uuid4().hex
         if conversation_id not in self.conversations:
-            self.conversations[conversation_id] = Conversation(conversation_id, user_id, language)
+            self.conversations[conversation_id] = Conversation(conversation_id, user_id, language,
+                                                               idle_timeout=idle_timeout)
             self.metrics.conversation_started()
             self.events.publish("conversation_start", conversation_id=conversation_id, user_id=user_id)
         return conversation_id
@@ -162,6 +175,11 @@ class VoiceManager:
         if self.conversations.pop(conversation_id, None) is not None:
             self.metrics.conversation_ended()
             self.events.publish("conversation_end", conversation_id=conversation_id)
+
+    async def _end_idle(self) -> None:
+        now = time.monotonic()
+        for conversation in [c for c in self.conversations.values() if c.idle(now)]:
+            await self.end_conversation(conversation.id)
 
     def _conversation(self, conversation_id: str) -> Conversation:
         try:
@@ -240,10 +258,17 @@ class VoiceManager:
         language: str | None = None,
         speak: bool = False,
         voice: str | None = None,
+        memory: bool = True,
+        personality: Mapping[str, str] | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """One turn from the user's text: text deltas, tool calls, audio frames (when `speak`),
-        then TurnDone. Closing the iterator cancels the turn (barge-in)."""
+        then TurnDone. `memory=False` neither recalls nor learns; `personality` overrides fields
+        of the user's profile (verbosity, tone) for this turn. Closing the iterator cancels the
+        turn (barge-in)."""
         conversation = self._conversation(conversation_id)
+        conversation.last_active = time.monotonic()
+        if personality:
+            Personality().overridden(personality)  # refuse bad fields before anything runs
         if language:
             conversation.language = language
         route = self._route(text)
@@ -258,8 +283,9 @@ class VoiceManager:
         if route.name == "fallback":
             events = self._fallback_turn(route, speak, voice)
         else:
-            events = run_turn(self.llm, await self._turn_request(conversation, text, route, tools, extra_prompt,
-                                                                 speak, voice))
+            request = await self._turn_request(conversation, text, route, tools, extra_prompt, speak, voice,
+                                               memory, personality)
+            events = run_turn(self.llm, request)
         start = time.monotonic()
         async with contextlib.aclosing(events):  # closing this iterator cancels the turn at once
             async for event in events:
@@ -269,22 +295,24 @@ class VoiceManager:
                 elif isinstance(event, ToolAnswered):
                     self.metrics.tool_call(ok=event.error is None)
                 elif isinstance(event, TurnDone):
-                    await self._finish_turn(conversation, text, event, time.monotonic() - start)
+                    await self._finish_turn(conversation, text, event, time.monotonic() - start, memory)
                 yield event
 
     async def _turn_request(
         self, conversation: Conversation, text: str, route: Route, tools: ToolManager | None,
-        extra_prompt: str | None, speak: bool, voice: str | None,
+        extra_prompt: str | None, speak: bool, voice: str | None, memory: bool,
+        personality: Mapping[str, str] | None,
     ) -> TurnRequest:
         full = route.name == "llm"
         memories: list[Memory] = []
-        if full and self.memory is not None:
+        if full and memory and self.memory is not None:
             memories = await self.memory.relevant(conversation.user_id, text,
                                                   self.config.integration.memory_context_limit)
         managers = [m for m in (tools, self.tools) if m is not None] if full else []
         personal = self.config.integration.personality_enabled
+        profile = self.personality.get(conversation.user_id if personal else "default")
         prompt = system_prompt(
-            self.personality.get(conversation.user_id if personal else "default"),
+            profile.overridden(personality) if personality else profile,
             [self.config.personality.extra_prompt, extra_prompt or ""],
             conversation.language, memories,
         )
@@ -310,7 +338,10 @@ class VoiceManager:
                 await tts.close()
         yield TurnDone(spoken, route.name, "llm-unavailable")
 
-    async def _finish_turn(self, conversation: Conversation, text: str, done: TurnDone, seconds: float) -> None:
+    async def _finish_turn(
+        self, conversation: Conversation, text: str, done: TurnDone, seconds: float, memory: bool
+    ) -> None:
+        conversation.last_active = time.monotonic()
         self.metrics.turn()
         for stage, value in done.timings.items():
             self.metrics.observe("turn_done" if stage == "done" else stage, value)
@@ -321,7 +352,7 @@ class VoiceManager:
                 self._llm_failed_at = time.monotonic()
         else:
             conversation.add_turn(text, done.text)
-            if self.memory is not None:
+            if memory and self.memory is not None:
                 learned = await self.memory.add_turn(conversation.user_id, conversation.id, text, done.text)
                 if learned:
                     self.events.publish("memory", conversation_id=conversation.id, learned=learned)
@@ -402,7 +433,25 @@ class VoiceManager:
         )
         self.metrics.memory(self.store.memory_report())
 
+    async def _check_llm(self) -> None:
+        try:
+            await asyncio.wait_for(self.llm.check(), LLM_CHECK_SECONDS)
+            self._llm_reachable = True
+        except (LLMError, TimeoutError) as err:
+            _LOGGER.debug("LLM check failed: %s", err)
+            self._llm_reachable = False
+
+    def _llm_status(self) -> bool | None:
+        """Whether the LLM server answered its last check (None before the first one), and
+        start a new check in the background when that one is old."""
+        now = time.monotonic()
+        if now - self._llm_checked_at > LLM_CHECK_SECONDS and (self._llm_check is None or self._llm_check.done()):
+            self._llm_checked_at = now
+            self._llm_check = asyncio.create_task(self._check_llm(), name="llm check")
+        return self._llm_reachable
+
     async def get_analytics(self) -> Analytics:
+        await self._end_idle()
         self.refresh_metrics()
         latency = self.metrics.latency_ms()
         headline = latency.get("voice_to_voice") or latency.get("tts_first_audio") or latency.get("llm_first_sentence")
@@ -422,7 +471,8 @@ class VoiceManager:
             models={kind: slot.state for kind, slot in self.store.slots.items()},
             mode=self.config.mode,
             llm={"provider": self.llm.name, "model": self.llm.model,
-                 "healthy": time.monotonic() - self._llm_failed_at > LLM_DOWN_SECONDS},
+                 "healthy": time.monotonic() - self._llm_failed_at > LLM_DOWN_SECONDS,
+                 "reachable": self._llm_status()},
         )
 
 

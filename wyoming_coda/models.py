@@ -172,6 +172,10 @@ class ModelStore:
             free, total = torch.cuda.mem_get_info()
             report |= {"allocated_bytes": torch.cuda.memory_allocated(), "reserved_bytes": torch.cuda.memory_reserved(),
                        "free_bytes": free, "total_bytes": total}
+            try:  # needs NVML (pynvml) on NVIDIA; absent means unknown
+                report["utilization_percent"] = torch.cuda.utilization()
+            except Exception:  # noqa: BLE001 - torch raises ModuleNotFoundError or RuntimeError
+                report["utilization_percent"] = None
         return report
 
     def _check_budget(self, slot: ModelSlot, info: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -41,6 +42,15 @@ class Personality:
             f"You are {self.name}, {self.style}. Your tone is {self.tone}. {length} "
             "Your answers are spoken aloud: no markdown, lists, emoji or code."
         )
+
+    def overridden(self, changes: Mapping[str, str]) -> Personality:
+        """This profile with some of `verbosity` / `tone` replaced (ValueError on others)."""
+        allowed = {"verbosity": VERBOSITY, "tone": TONES}
+        for key, value in changes.items():
+            if key not in allowed or value not in allowed[key]:
+                choices = ", ".join(f"{k}: {'/'.join(v)}" for k, v in allowed.items())
+                raise ValueError(f"personality {key}={value!r} is not one of {choices}")
+        return replace(self, **changes)
 
     def adapt(self, feedback: str) -> Personality | None:
         """The profile after explicit feedback, or None when the text asks for no change."""

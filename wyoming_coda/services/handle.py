@@ -21,6 +21,7 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 from ..hybrid import TextDelta, TurnDone
 from ..llm.base import ToolCall
 from ..manager import ModeNotAvailableError
+from ..personality import Personality
 from ..tools import RemoteTools, ToolError
 
 if TYPE_CHECKING:
@@ -33,6 +34,26 @@ TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
 TOOL_TIMEOUT = 30.0
 EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
+
+
+def _context_problem(context: Any) -> str | None:
+    """What is wrong with a transcript's context, or None."""
+    if not isinstance(context, dict):
+        return "context must be an object"
+    tools = context.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        return "context.tools must be a list of tool objects"
+    if not isinstance(context.get("memory", True), bool):
+        return "context.memory must be true or false"
+    personality = context.get("personality")
+    if personality is not None:
+        if not isinstance(personality, dict):
+            return "context.personality must be an object"
+        try:
+            Personality().overridden(personality)
+        except ValueError as err:
+            return f"context.{err}"
+    return None
 
 
 class HandleService:
@@ -53,11 +74,9 @@ class HandleService:
             return
         transcript = Transcript.from_event(event)
         context = transcript.context or {}
-        tools = context.get("tools") if isinstance(context, dict) else None
-        if not isinstance(context, dict) or (tools is not None and not (
-                isinstance(tools, list) and all(isinstance(t, dict) for t in tools))):
-            await self.handler.send_error("transcript: context.tools must be a list of tool objects",
-                                          "malformed-event")
+        problem = _context_problem(context)
+        if problem:
+            await self.handler.send_error(f"transcript: {problem}", "malformed-event")
             return
         await self.close()  # a new request replaces (barge-in) the one in progress
         self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
@@ -89,7 +108,8 @@ class HandleService:
 
     async def _run(self, text: str, language: str | None, context: dict[str, Any]) -> None:
         user_id = str(context.get("user_id") or context.get("satellite_id") or context.get("device_id") or "default")
-        conversation_id = await self.manager.start_conversation(context.get("conversation_id"), user_id, language)
+        conversation_id = await self.manager.start_conversation(context.get("conversation_id"), user_id, language,
+                                                                idle_timeout=self.manager.config.integration.conversation_timeout)
         out_context = {"conversation_id": conversation_id}
         tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
         await self.handler.write_event(HandledStart(context=out_context).event())
@@ -97,7 +117,7 @@ class HandleService:
         try:
             async for event in self.manager.process_text(
                 conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
-                language=language,
+                language=language, memory=context.get("memory", True), personality=context.get("personality"),
             ):
                 if isinstance(event, TextDelta):
                     await self.handler.write_event(HandledChunk(text=event.text).event())

@@ -1,0 +1,42 @@
+"""Coda Voice: a local voice assistant server (Kyutai speech models + an LLM) as a conversation
+agent with device control, plus its analytics as sensors."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from .api import CodaAuthError, CodaClient, CodaError
+from .const import CONF_HTTP_PORT
+from .coordinator import CodaConfigEntry, CodaCoordinator, CodaRuntimeData
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.CONVERSATION, Platform.SENSOR]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool:
+    """Connect to the server; retried by Home Assistant while the server is away."""
+    client = CodaClient(async_get_clientsession(hass), entry.data[CONF_HOST], entry.data[CONF_PORT],
+                        entry.data[CONF_HTTP_PORT], entry.data.get(CONF_TOKEN))
+    try:
+        server = await client.async_server_info()
+    except CodaAuthError as err:
+        raise ConfigEntryAuthFailed(str(err)) from err
+    except CodaError as err:
+        raise ConfigEntryNotReady(str(err)) from err
+    coordinator = CodaCoordinator(hass, entry, client)
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = CodaRuntimeData(client, server, coordinator)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    coordinator.async_start_push()
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    return True
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: CodaConfigEntry) -> None:
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool:
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

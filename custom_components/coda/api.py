@@ -1,0 +1,223 @@
+"""Client of one Coda Voice server: the Wyoming port (describe, conversation turns with tool
+calls) and the HTTP side port (health, analytics, the event stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from wyoming.asr import Transcript
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import Describe, Info
+
+from .const import CONNECT_TIMEOUT, HANDLE_PROGRAM, TURN_EVENT_TIMEOUT
+
+TOOL_CALL = "coda-tool-call"
+TOOL_RESULT = "coda-tool-result"
+HANDLED_CHUNK = "handled-chunk"
+
+
+class CodaError(Exception):
+    """The server could not be used."""
+
+
+class CodaConnectionError(CodaError):
+    """The server does not answer (or stopped answering)."""
+
+
+class CodaAuthError(CodaError):
+    """The HTTP side port refused the token."""
+
+
+class NotCodaError(CodaError):
+    """A Wyoming server answered, but it is not Coda Voice."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a server says about itself."""
+
+    server_id: str
+    version: str
+    mode: str
+    device: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallRequest:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    text: str
+    handled: bool  # False: the server could not answer; `text` says why
+    conversation_id: str | None
+
+
+TurnEvent = TextDelta | ToolCallRequest | TurnEnd
+
+
+class CodaClient:
+    """One server: `host:port` (Wyoming) and `host:http_port` (HTTP, optional bearer token)."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, host: str, port: int, http_port: int, token: str | None = None
+    ) -> None:
+        self.session = session
+        self.host = host
+        self.port = port
+        self.http_port = http_port
+        self.token = token or None
+
+    @property
+    def http_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.http_port}"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def async_describe(self) -> Info:
+        """The server's Wyoming `info`; NotCodaError when it has no Coda handle program."""
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT), AsyncTcpClient(self.host, self.port) as client:
+                await client.write_event(Describe().event())
+                while (event := await client.read_event()) is not None:
+                    if Info.is_type(event.type):
+                        info = Info.from_event(event)
+                        break
+                else:
+                    raise CodaConnectionError(f"{self.host}:{self.port} closed the connection")
+        except (OSError, TimeoutError) as err:
+            raise CodaConnectionError(f"cannot reach {self.host}:{self.port}: {err or 'timeout'}") from err
+        if not any(program.name == HANDLE_PROGRAM for program in info.handle):
+            raise NotCodaError(f"{self.host}:{self.port} is a Wyoming server without {HANDLE_PROGRAM}")
+        return info
+
+    async def _get(self, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT), self.session.get(
+                f"{self.http_url}{path}", headers=self._headers()
+            ) as response:
+                if response.status == 401:
+                    raise CodaAuthError(f"{self.http_url} refused the token")
+                if response.status >= 400 and response.status not in allow:
+                    raise CodaConnectionError(f"{self.http_url}{path}: HTTP {response.status}")
+                data = await response.json()
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as err:
+            raise CodaConnectionError(f"cannot reach {self.http_url}: {err or 'timeout'}") from err
+        if not isinstance(data, dict):
+            raise NotCodaError(f"{self.http_url}{path} did not answer with a JSON object")
+        return data
+
+    async def async_server_info(self) -> ServerInfo:
+        """Identity from `/healthz` (answered while models load) plus the version from `describe`."""
+        info = await self.async_describe()
+        health = await self._get("/healthz", allow=(503,))
+        if "server_id" not in health:
+            raise NotCodaError(f"{self.http_url}/healthz is not a Coda Voice health report")
+        await self.async_analytics()  # the token is checked here (/healthz is open)
+        version = next((p.version for p in info.handle if p.name == HANDLE_PROGRAM), None) or "unknown"
+        return ServerInfo(str(health["server_id"]), version, str(health.get("mode")), str(health.get("device")))
+
+    async def async_analytics(self) -> dict[str, Any]:
+        return await self._get("/api/analytics")
+
+    async def async_events(self, metrics_interval: int) -> AsyncIterator[dict[str, Any]]:
+        """The server's event stream (`/api/events`) until it closes."""
+        try:
+            async with self.session.ws_connect(
+                f"{self.http_url}/api/events", params={"metrics_interval": str(metrics_interval)},
+                headers=self._headers(), heartbeat=30, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
+            ) as ws:
+                async for message in ws:
+                    if message.type is aiohttp.WSMsgType.TEXT:
+                        yield message.json()
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status == 401:
+                raise CodaAuthError(f"{self.http_url} refused the token") from err
+            raise CodaConnectionError(str(err)) from err
+        except aiohttp.ClientError as err:
+            raise CodaConnectionError(str(err)) from err
+
+    def turn(self, text: str, language: str | None, context: dict[str, Any]) -> CodaTurn:
+        """A conversation turn over the handle service (use as `async with`)."""
+        return CodaTurn(self, text, language, context)
+
+
+class CodaTurn:
+    """One conversation turn on its own Wyoming connection: the answer streams back as text
+    deltas; a tool call pauses the turn until `send_tool_result` answers it."""
+
+    def __init__(self, client: CodaClient, text: str, language: str | None, context: dict[str, Any]) -> None:
+        self._client = client
+        self._request = Transcript(text=text, language=language, context=context)
+        self._wyoming: AsyncTcpClient | None = None
+
+    async def __aenter__(self) -> Self:
+        wyoming = AsyncTcpClient(self._client.host, self._client.port)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await wyoming.connect()
+            await wyoming.write_event(self._request.event())
+        except (OSError, TimeoutError) as err:
+            await wyoming.disconnect()
+            raise CodaConnectionError(f"cannot reach {self._client.host}:{self._client.port}: {err}") from err
+        self._wyoming = wyoming
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._wyoming is not None:
+            await self._wyoming.disconnect()  # also cancels a turn still running on the server
+            self._wyoming = None
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """Server events until the next tool call or the end of the turn."""
+        assert self._wyoming is not None, "use the turn as a context manager"
+        while True:
+            try:
+                async with asyncio.timeout(TURN_EVENT_TIMEOUT):
+                    event = await self._wyoming.read_event()
+            except (OSError, TimeoutError) as err:
+                raise CodaConnectionError(f"the server stopped answering: {err or 'timeout'}") from err
+            if event is None:
+                raise CodaConnectionError("the server closed the connection during the turn")
+            if event.type == HANDLED_CHUNK:
+                if text := (event.data or {}).get("text"):
+                    yield TextDelta(str(text))
+            elif event.type == TOOL_CALL:
+                data = event.data or {}
+                arguments = data.get("arguments")
+                yield ToolCallRequest(str(data.get("id")), str(data.get("name")),
+                                      arguments if isinstance(arguments, dict) else {})
+                return
+            elif Handled.is_type(event.type) or NotHandled.is_type(event.type):
+                context = (event.data or {}).get("context") or {}
+                yield TurnEnd(str((event.data or {}).get("text") or ""), Handled.is_type(event.type),
+                              context.get("conversation_id"))
+                return
+
+    async def send_tool_result(self, call_id: str, result: Any, error: str | None = None) -> None:
+        assert self._wyoming is not None, "use the turn as a context manager"
+        data: dict[str, Any] = {"id": call_id, "error": error} if error else {"id": call_id, "result": result}
+        try:
+            await self._wyoming.write_event(Event(TOOL_RESULT, data))
+        except OSError as err:
+            raise CodaConnectionError(f"the server stopped answering: {err}") from err

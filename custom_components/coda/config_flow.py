@@ -1,0 +1,195 @@
+"""Config flow: a Coda Voice server found by zeroconf or entered by hand, checked before it is
+added; options for the conversation agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_PORT, CONF_PROMPT, CONF_TOKEN
+from homeassistant.core import callback
+from homeassistant.helpers import llm
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TemplateSelector,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+
+from .api import CodaAuthError, CodaClient, CodaConnectionError, NotCodaError, ServerInfo
+from .const import (
+    CONF_HTTP_PORT,
+    CONF_MEMORY,
+    CONF_TONE,
+    CONF_VERBOSITY,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_PORT,
+    DOMAIN,
+    SERVER_DEFAULT,
+    TONE_OPTIONS,
+    TXT_CODA,
+    TXT_HTTP_PORT,
+    TXT_SERVER_ID,
+    VERBOSITY_OPTIONS,
+)
+from .coordinator import CodaConfigEntry
+
+try:  # Home Assistant 2026.3 and later validate with probatio (voluptuous' successor, same API)
+    import probatio as vol
+except ImportError:
+    import voluptuous as vol  # type: ignore[no-redef]
+
+PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
+TOKEN_FIELD: dict[Any, Any] = {
+    vol.Optional(CONF_TOKEN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+}
+CONNECTION_SCHEMA = vol.Schema({
+    vol.Required(CONF_HOST): str,
+    vol.Required(CONF_PORT, default=DEFAULT_PORT): PORT,
+    vol.Required(CONF_HTTP_PORT, default=DEFAULT_HTTP_PORT): PORT,
+    **TOKEN_FIELD,
+})
+DEFAULT_OPTIONS = {
+    CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+    CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
+    CONF_VERBOSITY: SERVER_DEFAULT,
+    CONF_TONE: SERVER_DEFAULT,
+    CONF_MEMORY: True,
+}
+
+
+class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add a Coda Voice server."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        self._discovered: dict[str, Any] = {}
+        self._name = ""
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: CodaConfigEntry) -> CodaOptionsFlow:
+        return CodaOptionsFlow()
+
+    async def _async_check(self, data: dict[str, Any]) -> tuple[ServerInfo | None, dict[str, str]]:
+        """The server behind `data`, or the form error that says why it cannot be used."""
+        client = CodaClient(async_get_clientsession(self.hass), data[CONF_HOST], data[CONF_PORT],
+                            data[CONF_HTTP_PORT], data.get(CONF_TOKEN))
+        try:
+            return await client.async_server_info(), {}
+        except CodaAuthError:
+            return None, {"base": "invalid_auth"}
+        except NotCodaError:
+            return None, {"base": "not_coda"}
+        except CodaConnectionError:
+            return None, {"base": "cannot_connect"}
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            server, errors = await self._async_check(user_input)
+            if server is not None:
+                await self.async_set_unique_id(server.server_id)
+                self._abort_if_unique_id_configured(updates=_connection(user_input))
+                return self.async_create_entry(title=f"Coda Voice ({user_input[CONF_HOST]})", data=user_input,
+                                               options=DEFAULT_OPTIONS)
+        return self.async_show_form(
+            step_id="user", data_schema=self.add_suggested_values_to_schema(CONNECTION_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
+        """A `_wyoming._tcp` advertisement: only Coda servers (TXT `coda=1` and an `id`) go on."""
+        properties = discovery_info.properties
+        server_id = properties.get(TXT_SERVER_ID)
+        if properties.get(TXT_CODA) != "1" or not server_id:
+            return self.async_abort(reason="not_coda_server")
+        try:
+            http_port = int(properties.get(TXT_HTTP_PORT) or DEFAULT_HTTP_PORT)
+        except ValueError:
+            http_port = DEFAULT_HTTP_PORT
+        self._discovered = {CONF_HOST: discovery_info.host, CONF_PORT: discovery_info.port, CONF_HTTP_PORT: http_port}
+        await self.async_set_unique_id(server_id)
+        self._abort_if_unique_id_configured(updates=self._discovered)  # a moved server keeps its entry
+        self._name = discovery_info.name.split(".")[0]
+        self.context["title_placeholders"] = {"name": self._name}
+        return await self.async_step_zeroconf_confirm()
+
+    async def async_step_zeroconf_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {**self._discovered, **user_input}
+            server, errors = await self._async_check(data)
+            if server is not None:
+                return self.async_create_entry(title=self._name, data=data, options=DEFAULT_OPTIONS)
+        return self.async_show_form(
+            step_id="zeroconf_confirm", data_schema=vol.Schema(TOKEN_FIELD), errors=errors,
+            description_placeholders={"name": self._name, "host": self._discovered[CONF_HOST]},
+        )
+
+    async def async_step_reauth(self, entry_data: dict[str, Any]) -> ConfigFlowResult:
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The server's HTTP token changed."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            server, errors = await self._async_check({**entry.data, **user_input})
+            if server is not None:
+                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+        return self.async_show_form(step_id="reauth_confirm", data_schema=vol.Schema(TOKEN_FIELD), errors=errors)
+
+    async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """New address, ports or token for the same server."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            server, errors = await self._async_check(user_input)
+            if server is not None:
+                await self.async_set_unique_id(server.server_id)
+                self._abort_if_unique_id_mismatch(reason="wrong_server")
+                return self.async_update_reload_and_abort(entry, data=user_input)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(CONNECTION_SCHEMA, user_input or entry.data),
+            errors=errors,
+        )
+
+
+def _connection(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_HTTP_PORT)}
+
+
+def _select(options: tuple[str, ...], key: str) -> SelectSelector:
+    return SelectSelector(SelectSelectorConfig(options=list(options), translation_key=key,
+                                               mode=SelectSelectorMode.DROPDOWN))
+
+
+class CodaOptionsFlow(OptionsFlow):
+    """How the conversation agent talks to the server."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        if user_input is not None:
+            if not user_input.get(CONF_LLM_HASS_API):
+                user_input.pop(CONF_LLM_HASS_API, None)
+            return self.async_create_entry(data=user_input)
+        apis = [SelectOptionDict(label=api.name, value=api.id) for api in llm.async_get_apis(self.hass)]
+        schema = vol.Schema({
+            vol.Optional(CONF_LLM_HASS_API): SelectSelector(SelectSelectorConfig(options=apis, multiple=True)),
+            vol.Optional(CONF_PROMPT): TemplateSelector(),
+            vol.Required(CONF_VERBOSITY, default=SERVER_DEFAULT): _select(VERBOSITY_OPTIONS, CONF_VERBOSITY),
+            vol.Required(CONF_TONE, default=SERVER_DEFAULT): _select(TONE_OPTIONS, CONF_TONE),
+            vol.Required(CONF_MEMORY, default=True): BooleanSelector(),
+        })
+        return self.async_show_form(
+            step_id="init", data_schema=self.add_suggested_values_to_schema(schema, self.config_entry.options)
+        )

@@ -1,0 +1,172 @@
+"""Conversation agent: each turn runs on the server's `handle` service; the tools of Home
+Assistant's LLM API travel with the request and every tool call the server asks for runs here,
+through that API, so only exposed entities can be reached."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from homeassistant.components import conversation
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import intent, llm
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.json import json_dumps
+from homeassistant.helpers.translation import async_get_translations
+from homeassistant.util.json import json_loads
+
+from .api import CodaConnectionError, CodaTurn, TextDelta, ToolCallRequest, TurnEnd
+from .const import CONF_MEMORY, CONF_TONE, CONF_VERBOSITY, DOMAIN, MAX_TOOL_ROUNDS, SERVER_DEFAULT
+from .coordinator import CodaConfigEntry
+from .entity import CodaEntity
+
+try:  # Home Assistant 2026.3 and later describe tool parameters with probatio
+    from probatio import to_openapi as _to_openapi
+
+    def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
+        return _to_openapi(tool.parameters, custom_serializer=serializer, openapi_version="3.1.0")
+except ImportError:  # earlier releases use voluptuous
+    from voluptuous_openapi import convert
+
+    def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
+        return convert(tool.parameters, custom_serializer=serializer)
+
+UNAVAILABLE_FALLBACK = "The Coda Voice server cannot be reached right now."
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: CodaConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    async_add_entities([CodaConversationEntity(entry)])
+
+
+def tool_definitions(api: llm.APIInstance) -> list[dict[str, Any]]:
+    """The LLM API's tools as OpenAI-style function definitions (what the server expects)."""
+    definitions = []
+    for tool in api.tools:
+        function = {"name": tool.name, "parameters": _parameters(tool, api.custom_serializer)}
+        if tool.description:
+            function["description"] = tool.description
+        definitions.append({"type": "function", "function": function})
+    return definitions
+
+
+def _tool_result(content: conversation.ToolResultContent) -> Any:
+    """The tool's answer as plain JSON (Home Assistant's encoder handles dates and the like)."""
+    result = getattr(content, "result", None)  # llm.ToolResult from 2026.10, a plain dict before
+    return json_loads(json_dumps(result.data if result is not None else content.tool_result))
+
+
+class CodaConversationEntity(conversation.ConversationEntity, conversation.AbstractConversationAgent, CodaEntity):
+    """The server's LLM as a Home Assistant conversation agent."""
+
+    _attr_name = None
+    _attr_supports_streaming = True
+
+    def __init__(self, entry: CodaConfigEntry) -> None:
+        super().__init__(entry, "conversation")
+        self.entry = entry
+        if entry.options.get(CONF_LLM_HASS_API):
+            self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
+
+    @property
+    def supported_languages(self) -> list[str] | Literal["*"]:
+        return MATCH_ALL
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        conversation.async_set_agent(self.hass, self.entry, self)
+
+    async def async_will_remove_from_hass(self) -> None:
+        conversation.async_unset_agent(self.hass, self.entry)
+        await super().async_will_remove_from_hass()
+
+    def _request_context(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> dict[str, Any]:
+        """What the server reads from a transcript's context (docs/protocol.md)."""
+        options = self.entry.options
+        context: dict[str, Any] = {
+            "conversation_id": chat_log.conversation_id,
+            "memory": options.get(CONF_MEMORY, True),
+        }
+        if user_id := user_input.context.user_id:
+            context["user_id"] = user_id
+        if user_input.device_id:
+            context["device_id"] = user_input.device_id
+        if chat_log.content and isinstance(chat_log.content[0], conversation.SystemContent):
+            context["extra_system_prompt"] = chat_log.content[0].content  # the prompt plus the exposed entities
+        if chat_log.llm_api is not None:
+            context["tools"] = tool_definitions(chat_log.llm_api)
+        personality = {key: options[key] for key in (CONF_VERBOSITY, CONF_TONE)
+                       if options.get(key, SERVER_DEFAULT) != SERVER_DEFAULT}
+        if personality:
+            context["personality"] = personality
+        return context
+
+    async def _async_handle_message(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> conversation.ConversationResult:
+        options = self.entry.options
+        try:
+            await chat_log.async_provide_llm_data(
+                user_input.as_llm_context(DOMAIN), options.get(CONF_LLM_HASS_API), options.get(CONF_PROMPT),
+                user_input.extra_system_prompt,
+            )
+        except conversation.ConverseError as err:
+            return err.as_conversation_result()
+
+        client = self.entry.runtime_data.client
+        end: TurnEnd | None = None
+        try:
+            context = self._request_context(user_input, chat_log)
+            async with client.turn(user_input.text, user_input.language, context) as turn:
+                for _ in range(MAX_TOOL_ROUNDS + 1):
+                    ends: list[TurnEnd] = []
+                    async for _content in chat_log.async_add_delta_content_stream(
+                        user_input.agent_id, _deltas(turn, ends)
+                    ):
+                        pass
+                    if ends:
+                        end = ends[0]
+                        break
+                    if chat_log.unresponded_tool_results:
+                        last = chat_log.content[-1]
+                        assert isinstance(last, conversation.ToolResultContent)
+                        await turn.send_tool_result(last.tool_call_id, _tool_result(last))
+        except CodaConnectionError as err:
+            self.coordinator.async_set_update_error(err)  # unavailable until the server answers again
+            return await self._error_result(user_input, chat_log, None)
+        if end is None or not end.handled:
+            return await self._error_result(user_input, chat_log, end.text if end else None)
+        return conversation.async_get_result_from_chat_log(user_input, chat_log)
+
+    async def _error_result(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog, text: str | None
+    ) -> conversation.ConversationResult:
+        """The server's own spoken error, or ours in the user's language."""
+        if not text:
+            strings = await async_get_translations(self.hass, user_input.language, "exceptions", [DOMAIN])
+            text = strings.get(f"component.{DOMAIN}.exceptions.server_unavailable.message", UNAVAILABLE_FALLBACK)
+        response = intent.IntentResponse(language=user_input.language)
+        response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, text)
+        return conversation.ConversationResult(response=response, conversation_id=chat_log.conversation_id,
+                                               continue_conversation=False)
+
+
+async def _deltas(turn: CodaTurn, ends: list[TurnEnd]) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+    """One assistant message for the chat log: the server's text until a tool call (which Home
+    Assistant then runs) or the end of the turn (appended to `ends`)."""
+    yield {"role": "assistant"}
+    streamed = False
+    async for event in turn.events():
+        if isinstance(event, TextDelta):
+            streamed = True
+            yield {"content": event.text}
+        elif isinstance(event, ToolCallRequest):
+            yield {"tool_calls": [llm.ToolInput(id=event.id, tool_name=event.name, tool_args=event.arguments)]}
+        elif isinstance(event, TurnEnd):
+            if event.handled and event.text and not streamed:
+                yield {"content": event.text}
+            ends.append(event)

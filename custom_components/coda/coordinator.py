@@ -1,0 +1,75 @@
+"""Analytics of one Coda Voice server: pushed over its event stream, polled while that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .api import CodaAuthError, CodaClient, CodaError, ServerInfo
+from .const import DOMAIN, POLL_INTERVAL, PUSH_INTERVAL
+
+_LOGGER = logging.getLogger(__name__)
+
+RECONNECT_DELAYS = (1, 2, 5, 10, 30)  # seconds, then 30 s between tries
+
+
+@dataclass
+class CodaRuntimeData:
+    """What a loaded config entry holds."""
+
+    client: CodaClient
+    server: ServerInfo
+    coordinator: CodaCoordinator
+
+
+type CodaConfigEntry = ConfigEntry[CodaRuntimeData]
+
+
+class CodaCoordinator(DataUpdateCoordinator[dict[str, Any]]):
+    """The server's `/api/analytics` object. A background task listens to the event stream,
+    whose `metrics` snapshots replace the poll while it is connected."""
+
+    config_entry: CodaConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry, client: CodaClient) -> None:
+        super().__init__(hass, _LOGGER, config_entry=entry, name=DOMAIN, update_interval=POLL_INTERVAL)
+        self.client = client
+        self.pushing = False
+
+    async def _async_update_data(self) -> dict[str, Any]:
+        try:
+            return await self.client.async_analytics()
+        except CodaAuthError as err:
+            raise ConfigEntryAuthFailed(str(err)) from err
+        except CodaError as err:
+            raise UpdateFailed(str(err)) from err
+
+    def async_start_push(self) -> None:
+        self.config_entry.async_create_background_task(self.hass, self._listen(), f"{DOMAIN} event stream")
+
+    async def _listen(self) -> None:
+        """Follow the event stream for the life of the entry, reconnecting with backoff."""
+        failures = 0
+        while True:
+            try:
+                async for event in self.client.async_events(PUSH_INTERVAL):
+                    failures = 0
+                    if event.get("event_type") == "metrics" and isinstance(event.get("data"), dict):
+                        self.pushing = True
+                        self.async_set_updated_data(event["data"])
+            except CodaAuthError:
+                _LOGGER.warning("The Coda Voice server refused the token on its event stream")
+            except CodaError as err:
+                _LOGGER.debug("Event stream of %s: %s", self.client.http_url, err)
+            if self.pushing:
+                self.pushing = False
+                await self.async_request_refresh()  # the server may be gone: find out now
+            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+            failures += 1

@@ -1,0 +1,53 @@
+"""Helpers shared by the Home Assistant tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.coda.config_flow import DEFAULT_OPTIONS
+from custom_components.coda.const import DOMAIN
+
+
+async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """A loaded Coda Voice config entry for `server` (a conftest.CodaServer)."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Coda Voice", unique_id=server.server_id,
+        data={"host": "127.0.0.1", "port": server.port, "http_port": server.http_port},
+        options={**DEFAULT_OPTIONS, **(options or {})},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def setup_demo_lights(hass: HomeAssistant, exposed: list[str], hidden: list[str]) -> None:
+    """Home Assistant's demo lights; `exposed` / `hidden` from conversation agents."""
+    demo = MockConfigEntry(domain="demo", title="Demo", data={"name": "Demo"}, unique_id="Demo")
+    demo.add_to_hass(hass)
+    with patch("homeassistant.components.demo.COMPONENTS_WITH_CONFIG_ENTRY_DEMO_PLATFORM", [Platform.LIGHT]):
+        assert await hass.config_entries.async_setup(demo.entry_id)
+        await hass.async_block_till_done()
+    for entity_id in exposed:
+        async_expose_entity(hass, "conversation", entity_id, True)
+    for entity_id in hidden:
+        async_expose_entity(hass, "conversation", entity_id, False)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Let Home Assistant run until `condition` holds (real time: the server is a real process)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)

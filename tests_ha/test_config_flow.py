@@ -1,0 +1,152 @@
+"""The config flow against real servers: manual entry, zeroconf discovery of the server's real
+advertisement, errors, duplicates, reauthentication and options."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from homeassistant import config_entries
+from homeassistant.components.zeroconf.discovery import info_from_service
+from homeassistant.const import CONF_LLM_HASS_API
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import llm
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from wyoming.event import Event, async_read_event, async_write_event
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+from custom_components.coda.config_flow import DEFAULT_OPTIONS
+from custom_components.coda.const import DOMAIN
+
+
+def _form(server: Any, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": server.port, "http_port": server.http_port, **extra}
+
+
+async def _user_flow(hass: HomeAssistant, data: dict[str, Any]) -> dict[str, Any]:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "user"
+    return await hass.config_entries.flow.async_configure(result["flow_id"], data)
+
+
+@pytest.fixture
+async def plain_wyoming(socket_enabled: None) -> AsyncIterator[int]:
+    """A Wyoming server that is not Coda Voice (speech-to-text only), on a free port."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (event := await async_read_event(reader)) is not None:
+            if event.type == "describe":
+                await async_write_event(Event("info", {"asr": [{
+                    "name": "whisper", "description": "", "installed": True, "version": "1",
+                    "attribution": {"name": "", "url": ""}, "models": []}]}), writer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_user_flow_creates_entry_once(hass: HomeAssistant, coda_server: Any) -> None:
+    result = await _user_flow(hass, _form(coda_server))
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    entry = result["result"]
+    assert entry.unique_id == coda_server.server_id == coda_server.health()["server_id"]
+    assert entry.data == _form(coda_server)
+    assert entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
+    await hass.async_block_till_done()
+
+    again = await _user_flow(hass, _form(coda_server))
+    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
+
+
+async def test_user_flow_errors(hass: HomeAssistant, coda_server_factory: Any, plain_wyoming: int) -> None:
+    server = coda_server_factory("--http-token", "kitchen-s3cret")
+    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    closed_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    unreachable = await _user_flow(hass, {**_form(server), "port": closed_port})
+    assert unreachable["errors"] == {"base": "cannot_connect"}
+    wrong_http = await _user_flow(hass, _form(server, http_port=server.port))  # Wyoming, not HTTP, on that port
+    assert wrong_http["errors"] == {"base": "cannot_connect"}
+    other = await _user_flow(hass, {**_form(server), "port": plain_wyoming})
+    assert other["errors"] == {"base": "not_coda"}
+    no_token = await _user_flow(hass, _form(server))
+    assert no_token["errors"] == {"base": "invalid_auth"}
+    bad_token = await hass.config_entries.flow.async_configure(no_token["flow_id"], _form(server, token="nope"))
+    assert bad_token["errors"] == {"base": "invalid_auth"}
+    good = await hass.config_entries.flow.async_configure(no_token["flow_id"], _form(server, token="kitchen-s3cret"))
+    assert good["type"] is FlowResultType.CREATE_ENTRY and good["data"]["token"] == "kitchen-s3cret"
+
+
+async def _discover(port: int) -> Any:
+    """The server's real `_wyoming._tcp` advertisement, as Home Assistant's zeroconf sees it."""
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    try:
+        info = AsyncServiceInfo("_wyoming._tcp.local.", "coda-ha._wyoming._tcp.local.")
+        assert await info.async_request(zc.zeroconf, 5000)
+        assert info.port == port
+        return info_from_service(info)
+    finally:
+        await zc.async_close()
+
+
+async def test_zeroconf_discovery(hass: HomeAssistant, coda_server_factory: Any) -> None:
+    server = coda_server_factory("--zeroconf", "coda-ha", "--zeroconf-host", "127.0.0.1")
+    discovery = await _discover(server.port)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=discovery)
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "zeroconf_confirm"
+    assert result["description_placeholders"] == {"name": "coda-ha", "host": "127.0.0.1"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    entry = result["result"]
+    assert entry.unique_id == server.server_id
+    assert entry.data == _form(server)
+    await hass.async_block_till_done()
+
+    # the same server seen again at another port: the entry follows it, no second entry
+    moved = dataclasses.replace(discovery, port=server.port + 1)
+    again = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=moved)
+    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
+    assert entry.data["port"] == server.port + 1
+
+    # another Wyoming server (no coda TXT property) is left to other integrations
+    properties = {k: v for k, v in discovery.properties.items() if k != "coda"}
+    plain = dataclasses.replace(discovery, properties=properties)
+    other = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=plain)
+    assert other["type"] is FlowResultType.ABORT and other["reason"] == "not_coda_server"
+
+
+async def test_reauth_and_options(hass: HomeAssistant, coda_server_factory: Any) -> None:
+    server = coda_server_factory("--http-token", "first-token")
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=server.server_id, data=_form(server, token="old-token"),
+                            options=DEFAULT_OPTIONS)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is config_entries.ConfigEntryState.SETUP_ERROR  # auth failed: a reauth flow starts
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == [config_entries.SOURCE_REAUTH]
+    result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"], {"token": "still wrong"})
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"], {"token": "first-token"})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+
+    options = await hass.config_entries.options.async_init(entry.entry_id)
+    assert options["type"] is FlowResultType.FORM
+    options = await hass.config_entries.options.async_configure(options["flow_id"], {
+        CONF_LLM_HASS_API: [], "prompt": "Be terse.", "verbosity": "detailed", "tone": "formal", "memory": False})
+    assert options["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert CONF_LLM_HASS_API not in entry.options and entry.options["memory"] is False
+    assert entry.state is config_entries.ConfigEntryState.LOADED  # reloaded with the new options

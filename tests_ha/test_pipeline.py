@@ -1,0 +1,84 @@
+"""An Assist pipeline end to end, all on the real server: audio in -> Coda STT (through Home
+Assistant's built-in wyoming integration) -> the Coda conversation agent (a tool call that
+switches an exposed demo light; the LLM is the Ollama API test double) -> Coda TTS -> audio out."""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from homeassistant.components import assist_pipeline, stt, tts
+from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from .common import setup_coda, setup_demo_lights
+
+ANSWER = "The bed light is on now. I switched it on for you, and everything else stays as it was."
+
+
+async def _audio(path: Path) -> AsyncIterator[bytes]:
+    with wave.open(str(path)) as wav:
+        frames = wav.readframes(wav.getnframes())
+    for start in range(0, len(frames), 640):  # 20 ms chunks, as a satellite sends them
+        yield frames[start:start + 640]
+
+
+async def test_assist_pipeline_end_to_end(
+    hass: HomeAssistant, coda_server: Any, ollama: Any, speech: Path, tmp_path: Path
+) -> None:
+    from tests.ollama_double import Reply
+
+    hass.config.config_dir = str(tmp_path)
+    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
+    await setup_coda(hass, coda_server)
+    wyoming = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": coda_server.port})
+    wyoming.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(wyoming.entry_id)
+    await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    stt_id = registry.async_get_entity_id("stt", "wyoming", f"{wyoming.entry_id}-stt")
+    tts_id = registry.async_get_entity_id("tts", "wyoming", f"{wyoming.entry_id}-tts")
+    pipeline = await assist_pipeline.async_create_default_pipeline(
+        hass, stt_engine_id=stt_id, tts_engine_id=tts_id, pipeline_name="Coda")
+    assert pipeline is not None
+    await assist_pipeline.async_update_pipeline(hass, pipeline, conversation_engine="conversation.coda_voice")
+
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]), Reply(text=ANSWER)]
+    assert hass.states.get("light.bed_light").state == STATE_OFF
+    events: list[PipelineEvent] = []
+    await assist_pipeline.async_pipeline_from_audio_stream(
+        hass, context=Context(), event_callback=events.append,
+        stt_metadata=stt.SpeechMetadata(
+            language="", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
+            bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+            channel=stt.AudioChannels.CHANNEL_MONO),
+        stt_stream=_audio(speech), pipeline_id=pipeline.id,
+        tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
+    )
+    types = [event.type for event in events]
+    assert PipelineEventType.ERROR not in types, [e.data for e in events if e.type is PipelineEventType.ERROR]
+    data = {event.type: event.data for event in events}
+
+    heard = data[PipelineEventType.STT_END]["stt_output"]["text"]
+    assert heard  # the tiny random model says random words, but they reach the agent as they are
+    assert ollama.requests[0]["messages"][-1]["content"] == heard
+    assert hass.states.get("light.bed_light").state == STATE_ON  # the tool call ran inside Home Assistant
+
+    progress = [event.data for event in events if event.type is PipelineEventType.INTENT_PROGRESS]
+    streamed = "".join((p.get("chat_log_delta") or {}).get("content") or "" for p in progress)
+    assert streamed == ANSWER  # streamed piece by piece into the pipeline
+    assert any(p.get("tts_start_streaming") for p in progress)  # so speech could start before the end
+    speech_out = data[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]["plain"]["speech"]
+    assert speech_out == ANSWER
+
+    stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
+    audio = b"".join([chunk async for chunk in stream.async_stream_result()])
+    with wave.open(io.BytesIO(audio)) as wav:
+        assert wav.getframerate() == 24000 and wav.getsampwidth() == 2 and wav.getnchannels() == 1
+    assert len(audio) - audio.index(b"data") - 8 > 24000 * 2 // 2  # over half a second of speech
