@@ -1,5 +1,5 @@
-"""Headless Chromium (Debian's package) driven over the DevTools protocol, with a fake
-microphone playing a WAV file."""
+"""Headless Chromium (Debian's package) driven over the DevTools protocol, optionally with a
+fake microphone playing a WAV file."""
 
 from __future__ import annotations
 
@@ -22,15 +22,16 @@ CHROMIUM = "/usr/bin/chromium"
 class Browser:
     """One Chromium process and one page."""
 
-    def __init__(self, microphone: Path) -> None:
+    def __init__(self, microphone: Path | None = None, size: tuple[int, int] = (1280, 800)) -> None:
         self.port = free_port()
         self.profile = tempfile.mkdtemp(prefix="coda-chromium-")
+        media = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={microphone}"] if microphone else []
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}",
-             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-             f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required",
+             f"--window-size={size[0]},{size[1]}", *media, "--autoplay-policy=no-user-gesture-required",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

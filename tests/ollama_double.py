@@ -71,13 +71,13 @@ class OllamaDouble:
             return Reply(reply.text, calls, reply.delay, reply.error_midstream)
         return self.default
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/api/chat", self._chat)
         app.router.add_get("/api/tags", self._tags)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
