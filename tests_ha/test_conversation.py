@@ -6,6 +6,7 @@ away and coming back, and setup while it is away."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from homeassistant.components import conversation
@@ -16,7 +17,7 @@ from homeassistant.helpers import intent
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.coda.config_flow import DEFAULT_OPTIONS
-from custom_components.coda.const import DOMAIN
+from custom_components.coda.const import DOMAIN, MAX_TOOL_ROUNDS
 
 from .common import setup_coda, setup_demo_lights, wait_for
 
@@ -125,3 +126,22 @@ async def test_setup_waits_for_the_server_and_reloads(hass: HomeAssistant, coda_
     await hass.async_block_till_done()
     ollama.script = [Reply(text="Reloaded and ready.")]
     assert (await _ask(hass, "ready?")).response.speech["plain"]["speech"] == "Reloaded and ready."
+
+
+async def test_tool_rounds_are_bounded(hass: HomeAssistant, coda_server_factory: Any, ollama: Any,
+                                       tmp_path: Path) -> None:
+    """A server that allows more tool rounds than the agent: the agent stops at its own bound
+    and says so, instead of looping."""
+    from tests.ollama_double import Reply
+
+    config = tmp_path / "coda.yaml"
+    config.write_text("voice_processing:\n  external_llm:\n    max_tool_iterations: 30\n")
+    server = coda_server_factory("--config", str(config))
+    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
+    await setup_coda(hass, server)
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]) for _ in range(MAX_TOOL_ROUNDS + 5)]
+    result = await _ask(hass, "keep switching the bed light on")
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+    assert result.response.speech["plain"]["speech"] == "The answer needed more tool calls than allowed."
+    assert len(ollama.requests) == MAX_TOOL_ROUNDS + 1  # the agent hung up after its last round
+    assert hass.states.get("light.bed_light").state == STATE_ON

@@ -32,7 +32,10 @@ except ImportError:  # earlier releases use voluptuous
     def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
         return convert(tool.parameters, custom_serializer=serializer)
 
-UNAVAILABLE_FALLBACK = "The Coda Voice server cannot be reached right now."
+FALLBACK_MESSAGES = {  # when the translations cannot be read
+    "server_unavailable": "The Coda Voice server cannot be reached right now.",
+    "too_many_tool_calls": "The answer needed more tool calls than allowed.",
+}
 
 
 async def async_setup_entry(
@@ -137,18 +140,22 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
                         await turn.send_tool_result(last.tool_call_id, _tool_result(last))
         except CodaConnectionError as err:
             self.coordinator.async_set_update_error(err)  # unavailable until the server answers again
-            return await self._error_result(user_input, chat_log, None)
-        if end is None or not end.handled:
-            return await self._error_result(user_input, chat_log, end.text if end else None)
+            return await self._error_result(user_input, chat_log, "server_unavailable")
+        if end is None:
+            return await self._error_result(user_input, chat_log, "too_many_tool_calls")
+        if not end.handled:
+            return await self._error_result(user_input, chat_log, None, end.text)
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
 
     async def _error_result(
-        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog, text: str | None
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog, key: str | None,
+        text: str | None = None,
     ) -> conversation.ConversationResult:
-        """The server's own spoken error, or ours in the user's language."""
+        """The server's own spoken error, or ours (translation `key`) in the user's language."""
         if not text:
             strings = await async_get_translations(self.hass, user_input.language, "exceptions", [DOMAIN])
-            text = strings.get(f"component.{DOMAIN}.exceptions.server_unavailable.message", UNAVAILABLE_FALLBACK)
+            key = key or "server_unavailable"
+            text = strings.get(f"component.{DOMAIN}.exceptions.{key}.message", FALLBACK_MESSAGES[key])
         response = intent.IntentResponse(language=user_input.language)
         response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, text)
         return conversation.ConversationResult(response=response, conversation_id=chat_log.conversation_id,
