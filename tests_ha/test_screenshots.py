@@ -151,7 +151,8 @@ async def _template(session: aiohttp.ClientSession, url: str, headers: dict[str,
 CLICK = """(label) => { const stack = [document.documentElement]; while (stack.length) {
   const node = stack.pop(); if (node.shadowRoot) stack.push(node.shadowRoot);
   for (const child of node.children || []) stack.push(child);
-  if (node.nodeType === 1 && /BUTTON/.test(node.tagName) && node.textContent.trim() === label) {
+  if (node.nodeType === 1 && /BUTTON/.test(node.tagName)
+      && (node.textContent.trim() === label || node.label === label || node.getAttribute('label') === label)) {
     node.click(); return true; } } return false; }"""
 
 # Text of the page through every shadow root (the frontend is made of web components).
@@ -234,9 +235,16 @@ async def test_screenshots_of_a_real_home_assistant(
             await _show(browser, f"{home_assistant.url}/config/integrations/integration/coda",
                         f"{PAGE_TEXT}.includes('Coda Voice (127.0.0.1)')")
             await browser.screenshot(out / "integration.png")
+
+            # the options of the conversation agent, opened with the entry's gear button
+            assert await browser.evaluate(f"({CLICK})('Configure')")
+            await _show(browser, None, f"{PAGE_TEXT}.includes('Control Home Assistant')")
+            text = await browser.evaluate(PAGE_TEXT)
+            assert "Answer length" in text and "Remember facts about users" in text
+            await browser.screenshot(out / "options.png")
         finally:
             await browser.close()
-    for name in ("config-flow.png", "device-sensors.png", "integration.png"):
+    for name in ("config-flow.png", "device-sensors.png", "integration.png", "options.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 20_000, name
     shutil.rmtree(home_assistant.config_dir / ".storage", ignore_errors=True)
