@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .api import CodaAuthError, CodaClient, CodaError
+from .api import CodaClient, CodaError
 from .const import CONF_HTTP_PORT
 from .coordinator import CodaConfigEntry, CodaCoordinator, CodaRuntimeData
 
@@ -16,13 +16,12 @@ PLATFORMS = [Platform.BINARY_SENSOR, Platform.CONVERSATION, Platform.SENSOR]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool:
-    """Connect to the server; retried by Home Assistant while the server is away."""
+    """Connect to the server; retried by Home Assistant while the server is away. A refused
+    token surfaces in the first refresh (reauthentication)."""
     client = CodaClient(async_get_clientsession(hass), entry.data[CONF_HOST], entry.data[CONF_PORT],
                         entry.data[CONF_HTTP_PORT], entry.data.get(CONF_TOKEN))
     try:
         server = await client.async_server_info()
-    except CodaAuthError as err:
-        raise ConfigEntryAuthFailed(str(err)) from err
     except CodaError as err:
         raise ConfigEntryNotReady(str(err)) from err
     coordinator = CodaCoordinator(hass, entry, client)

@@ -126,12 +126,12 @@ class CodaClient:
         return data
 
     async def async_server_info(self) -> ServerInfo:
-        """Identity from `/healthz` (answered while models load) plus the version from `describe`."""
+        """Identity from `/healthz` (open, answered while models load) plus the version from
+        `describe`. The token is not checked here: `async_analytics` does that."""
         info = await self.async_describe()
         health = await self._get("/healthz", allow=(503,))
         if "server_id" not in health:
             raise NotCodaError(f"{self.http_url}/healthz is not a Coda Voice health report")
-        await self.async_analytics()  # the token is checked here (/healthz is open)
         version = next((p.version for p in info.handle if p.name == HANDLE_PROGRAM), None) or "unknown"
         return ServerInfo(str(health["server_id"]), version, str(health.get("mode")), str(health.get("device")))
 

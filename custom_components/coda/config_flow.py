@@ -84,13 +84,15 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
         client = CodaClient(async_get_clientsession(self.hass), data[CONF_HOST], data[CONF_PORT],
                             data[CONF_HTTP_PORT], data.get(CONF_TOKEN))
         try:
-            return await client.async_server_info(), {}
+            server = await client.async_server_info()
+            await client.async_analytics()  # the token
         except CodaAuthError:
             return None, {"base": "invalid_auth"}
         except NotCodaError:
             return None, {"base": "not_coda"}
         except CodaConnectionError:
             return None, {"base": "cannot_connect"}
+        return server, {}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
