@@ -9,31 +9,22 @@ are produced, the answer's audio is collected into a WAV file.
 from __future__ import annotations
 
 import asyncio
-import io
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from example_args import config, parser
 
 from wyoming_coda import VoiceManager
+from wyoming_coda.speech import read_wav_bytes, wav_bytes
 
 
 async def microphone(path: Path, silence_s: float = 1.5) -> AsyncIterator[bytes]:
     """The file as WAV pieces in real time, then silence so the end of speech is heard."""
-    with wave.open(str(path), "rb") as wav:
-        rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-        pcm = wav.readframes(wav.getnframes())
+    pcm, rate, width, channels = read_wav_bytes(path.read_bytes())
     pcm += bytes(int(rate * silence_s) * width * channels)
     step = rate * width * channels * 80 // 1000
     for start in range(0, len(pcm), step):
-        piece = io.BytesIO()
-        with wave.open(piece, "wb") as out:
-            out.setnchannels(channels)
-            out.setsampwidth(width)
-            out.setframerate(rate)
-            out.writeframes(pcm[start:start + step])
-        yield piece.getvalue()
+        yield wav_bytes(pcm[start:start + step], rate, width, channels)
         await asyncio.sleep(0.08)
 
 
@@ -57,11 +48,7 @@ async def main() -> None:
     finally:
         await voice_manager.close()
     print()
-    with wave.open(str(args.answer), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(24000)
-        wav.writeframes(bytes(audio))
+    args.answer.write_bytes(wav_bytes(bytes(audio), 24000))
     print(f"Wrote {len(audio) // 2 / 24000:.1f} s of audio to {args.answer}")
 
 

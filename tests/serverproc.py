@@ -29,7 +29,13 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m wyoming_coda` with tiny checkpoints, CPU, one thread, loopback only."""
 
-    def __init__(self, args: list[str], data_dir: Path) -> None:
+    def __init__(
+        self, args: list[str], data_dir: Path, python: str = sys.executable, env: dict[str, str] | None = None
+    ) -> None:
+        """`python`: the server's interpreter (the Home Assistant tests run from another one);
+        `env`: variables added to this process's environment."""
+        self.python = python
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.port = free_port()
         self.http_port = free_port()
         self.data_dir = data_dir
@@ -45,12 +51,12 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: bool = True, timeout: float = 60.0) -> None:
+        """Start (or start again: same ports, same data dir, so the same server id)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wyoming_coda", *self.args],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [self.python, "-m", "wyoming_coda", *self.args],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,6 +95,11 @@ class ServerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"{kind} model did not fail:\n{self.log()}")
 
+    @property
+    def server_id(self) -> str:
+        """The stable id the server keeps in its data directory."""
+        return (self.data_dir / "server_id").read_text().strip()
+
     def client(self) -> AsyncTcpClient:
         return AsyncTcpClient("127.0.0.1", self.port)
 
@@ -98,7 +109,9 @@ class ServerProcess:
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -32,7 +32,7 @@ async def test_advertised_and_unregistered(start_server) -> None:
         assert info.parsed_addresses() == ["127.0.0.1"]
         props = {k.decode(): v.decode() for k, v in info.properties.items()}
         assert props["coda"] == "1" and props["mode"] == "hybrid"
-        assert props["id"] == proc.http_get("/healthz")[1]["server_id"] == (proc.data_dir / "server_id").read_text().strip()
+        assert props["id"] == proc.http_get("/healthz")[1]["server_id"] == proc.server_id
         assert props["http_port"] == str(proc.http_port)
 
         assert proc.terminate() == 0

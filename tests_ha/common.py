@@ -18,7 +18,7 @@ from custom_components.coda.const import DOMAIN
 
 
 async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] | None = None) -> MockConfigEntry:
-    """A loaded Coda Voice config entry for `server` (a conftest.CodaServer)."""
+    """A loaded Coda Voice config entry for `server` (a tests.serverproc.ServerProcess)."""
     assert await async_setup_component(hass, "homeassistant", {})
     entry = MockConfigEntry(
         domain=DOMAIN, title="Coda Voice", unique_id=server.server_id,

@@ -4,14 +4,10 @@ Kyutai checkpoints and the Ollama API test double (tests/ollama_double.py) as it
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 
 import custom_components  # noqa: F401 - ours, imported before the plugin's testing_config can shadow it
+from tests.serverproc import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -30,12 +27,6 @@ async def core_setup(hass: HomeAssistant, enable_custom_integrations: None) -> N
     """Load custom_components/coda, and Home Assistant's core integration (exposed entities),
     which conversation agents need."""
     assert await async_setup_component(hass, "homeassistant", {})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -51,60 +42,11 @@ def tiny_hub_cache() -> str:
 
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A spoken request, 16 kHz mono as Home Assistant sends it (espeak-ng + sox)."""
-    out = tmp_path_factory.mktemp("speech")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(out / "raw.wav"),
-                    "hello, please turn on the kitchen light"], check=True)
-    subprocess.run(["sox", str(out / "raw.wav"), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer",
-                    str(out / "speech.wav"), "pad", "0", "0.7"], check=True)
-    return out / "speech.wav"
+    """A spoken request, 16 kHz mono with 0.7 s of silence after, as Home Assistant sends it."""
+    from tests.speech import make_speech
 
-
-class CodaServer:
-    """A real server process; it can be stopped and started again on the same ports and data
-    directory (so with the same server id)."""
-
-    def __init__(self, hub_cache: str, llm_url: str, workdir: Path, *args: str) -> None:
-        self.port = _free_port()
-        self.http_port = _free_port()
-        self.workdir = workdir
-        self.data_dir = workdir / "data"
-        self.args = [*args, "--llm-url", llm_url]
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": hub_cache, "NO_TORCH_COMPILE": "1",
-                    "OMP_NUM_THREADS": "1"}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "server.log"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(SERVER_PYTHON), "-m", "wyoming_coda", "--uri", f"tcp://127.0.0.1:{self.port}",
-                 "--http-host", "127.0.0.1", "--http-port", str(self.http_port), "--device", "cpu",
-                 "--data-dir", str(self.data_dir), *self.args],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while not self.health().get("ready"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(self.log_path.read_text())
-            time.sleep(0.1)
-
-    def health(self) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=2) as response:
-                return json.loads(response.read())
-        except OSError:
-            return {}
-
-    @property
-    def server_id(self) -> str:
-        return (self.data_dir / "server_id").read_text().strip()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
-        self.proc = None
+    return make_speech(tmp_path_factory.mktemp("speech") / "speech.wav", "hello, please turn on the kitchen light",
+                       silence_after=0.7)
 
 
 @pytest.fixture
@@ -121,23 +63,24 @@ async def ollama(socket_enabled: None) -> AsyncIterator[Any]:
 @pytest.fixture
 def coda_server_factory(
     tiny_hub_cache: str, ollama: Any, tmp_path: Path, socket_enabled: None
-) -> Iterator[Any]:
-    """Start servers with extra command-line arguments; all are stopped after the test."""
-    servers: list[CodaServer] = []
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real servers (the server's own Python, tiny checkpoints, the Ollama double) with
+    extra command-line arguments; all are stopped after the test."""
+    servers: list[ServerProcess] = []
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": tiny_hub_cache, "NO_TORCH_COMPILE": "1"}
 
-    def start(*args: str) -> CodaServer:
-        workdir = tmp_path / f"server{len(servers)}"
-        workdir.mkdir()
-        server = CodaServer(tiny_hub_cache, ollama.url, workdir, *args)
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess([*args, "--llm-url", ollama.url], tmp_path / f"server{len(servers)}",
+                               python=str(SERVER_PYTHON), env=env)
         servers.append(server)
         server.start()
         return server
 
     yield start
     for server in servers:
-        server.stop()
+        server.kill()
 
 
 @pytest.fixture
-def coda_server(coda_server_factory: Any) -> CodaServer:
+def coda_server(coda_server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return coda_server_factory()

@@ -56,7 +56,7 @@ async def test_user_flow_creates_entry_once(hass: HomeAssistant, coda_server: An
     result = await _user_flow(hass, _form(coda_server))
     assert result["type"] is FlowResultType.CREATE_ENTRY, result
     entry = result["result"]
-    assert entry.unique_id == coda_server.server_id == coda_server.health()["server_id"]
+    assert entry.unique_id == coda_server.server_id == coda_server.http_get("/healthz")[1]["server_id"]
     assert entry.data == _form(coda_server)
     assert entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
     await hass.async_block_till_done()

@@ -88,7 +88,7 @@ async def test_server_away_and_back(hass: HomeAssistant, coda_server: Any, ollam
     entry = await setup_coda(hass, coda_server)
     coordinator = entry.runtime_data.coordinator
     assert hass.states.get(AGENT).state != STATE_UNAVAILABLE
-    coda_server.stop()
+    coda_server.terminate()
     result = await _ask(hass, "hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
     assert result.response.speech["plain"]["speech"] == "The Coda Voice server cannot be reached right now."
@@ -108,7 +108,7 @@ async def test_server_away_and_back(hass: HomeAssistant, coda_server: Any, ollam
 async def test_setup_waits_for_the_server_and_reloads(hass: HomeAssistant, coda_server: Any, ollama: Any) -> None:
     from tests.ollama_double import Reply
 
-    coda_server.stop()
+    coda_server.terminate()
     entry = MockConfigEntry(domain=DOMAIN, title="Coda Voice", unique_id=coda_server.server_id, options=DEFAULT_OPTIONS,
                             data={"host": "127.0.0.1", "port": coda_server.port, "http_port": coda_server.http_port})
     entry.add_to_hass(hass)

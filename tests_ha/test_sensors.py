@@ -61,7 +61,7 @@ async def test_sensors_follow_the_server(hass: HomeAssistant, coda_server: Any, 
     assert diagnostics["server"]["server_id"] == coda_server.server_id
     assert diagnostics["analytics"]["total_turns"] == 1
 
-    coda_server.stop()
+    coda_server.terminate()
     await wait_for(lambda: state(ids["turns"]).state == STATE_UNAVAILABLE)  # the stream closed: polled, failed
 
 
