@@ -522,7 +522,7 @@ class _StreamConductor:
         async for result in transcription.results():
             if isinstance(result, VoiceActivity):
                 await self._activity(transcription, result)
-            elif self._answering():  # the user talks over the answer
+            elif self._answering() and transcription.user_spoke:  # the user talks over the answer
                 await self._interrupt()
 
     async def _activity(self, transcription: Transcription, activity: VoiceActivity) -> None:
@@ -564,7 +564,7 @@ class _StreamConductor:
             self.manager.record_transcription(transcription, time.monotonic() - stop)
         finally:
             await transcription.close()
-        if not transcription.text or (transcription.vad is not None and not transcription.heard_speech):
+        if not transcription.text or not transcription.user_spoke:
             return  # nothing said: no answer
         await self.output.put(self._chunk(transcript=transcription.text, event="transcript"))
         if self._answering():

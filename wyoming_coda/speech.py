@@ -97,6 +97,12 @@ class Transcription:
         self._clipped += int(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL))
         self._samples += samples.size
 
+    @property
+    def user_spoke(self) -> bool:
+        """Whether the user may have spoken: the VAD heard speech, or there is no VAD. Words the
+        model writes while the VAD hears none are not the user talking."""
+        return self.vad is None or self.heard_speech
+
     def _activity(self, started: bool, ms: int, source: str) -> VoiceActivity:
         if started:
             self.heard_speech = True
