@@ -144,7 +144,7 @@ async def converse(
                 try:
                     result = {"result": await run_tool(call["name"], call.get("arguments") or {})} if run_tool \
                         else {"error": "this client has no tools"}
-                except Exception as err:
+                except Exception as err:  # noqa: BLE001 - any tool failure goes back to the server
                     result = {"error": str(err)}
                 await client.write_event(Event("coda-tool-result", {"id": call["id"], **result}))
             elif event.type in ("handled", "not-handled"):

@@ -26,7 +26,7 @@ def record(seconds: float, rate: int = 16000) -> bytes:
     try:
         frames = sounddevice.rec(int(seconds * rate), samplerate=rate, channels=1, dtype="int16")
         sounddevice.wait()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - sounddevice raises its own PortAudioError and OSError
         raise SystemExit(f"error: no microphone to record from ({err})") from None
     return wav_bytes(frames.tobytes(), rate)
 

@@ -12,11 +12,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = HF_CACHE = tempfile.mkdtemp(prefix="coda-hf-cache-")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from tests.serverproc import ServerProcess  # noqa: E402
-from tests.tinykit import build_tiny_hub  # noqa: E402
+from tests.serverproc import ServerProcess
+from tests.tinykit import build_tiny_hub
 
 torch.set_num_threads(1)
 

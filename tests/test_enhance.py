@@ -42,11 +42,13 @@ def test_noise_is_suppressed() -> None:
 
 
 def test_stages_follow_the_config() -> None:
-    from wyoming_coda.manager import VoiceManager
+    from wyoming_coda.frontend import AudioFrontEnd
 
-    off = VoiceManager(VoiceConfig(device="cpu", audio=AudioConfig(noise_reduction=False, auto_gain_control=False,
-                                                                  echo_cancellation=False)))
-    assert not off.enhancer(echo=True).active
-    on = VoiceManager(VoiceConfig(device="cpu"))
-    assert on.enhancer().echo is None and on.enhancer().noise is not None  # no far end: no AEC
-    assert on.enhancer(echo=True).echo is not None
+    off = AudioConfig(noise_reduction=False, auto_gain_control=False, echo_cancellation=False, vad_enabled=False)
+    assert AudioFrontEnd.from_config(off, 24000, duplex=True).enhancer is None
+    on = VoiceConfig(device="cpu").audio
+    utterance = AudioFrontEnd.from_config(on, 24000).enhancer
+    assert utterance is not None and utterance.echo is None and utterance.noise is not None  # no far end: no AEC
+    duplex = AudioFrontEnd.from_config(on, 24000, duplex=True)
+    assert duplex.enhancer is not None and duplex.enhancer.echo is not None
+    assert duplex.vad is not None and duplex.vad.silence_ms < on.silence_duration_ms

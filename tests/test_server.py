@@ -96,7 +96,7 @@ async def test_many_clients_at_once(server: ServerProcess) -> None:
 
 
 async def test_dropped_connection_mid_event_leaves_server_serving(server: ServerProcess) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b'{"type": "audio-chunk", "payload_length": 1000}\n' + b"\0" * 10)
     await writer.drain()
     writer.close()

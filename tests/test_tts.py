@@ -17,7 +17,7 @@ from wyoming.tts import (
 )
 
 from tests.serverproc import ServerProcess, exchange
-from wyoming_coda.text import split_sentences
+from wyoming_coda.speaking import split_sentences
 
 FRAME_BYTES = 1920 * 2  # 80 ms of 24 kHz s16le mono
 
@@ -157,17 +157,17 @@ async def test_a_stream_waiting_for_text_does_not_speak(tiny_hub) -> None:
     import torch
 
     from wyoming_coda.checkpoints import resolve_checkpoint
+    from wyoming_coda.engines.moshi_compat import load_tts_model
     from wyoming_coda.engines.tts import TextToSpeech
-    from wyoming_coda.models import _load_tts
 
-    model = _load_tts(resolve_checkpoint("kyutai/tts-1.6b-en_fr", "tts"), "cpu", torch.float32, "kyutai/tts-voices")
+    model = load_tts_model(resolve_checkpoint("kyutai/tts-1.6b-en_fr", "tts"), "cpu", torch.float32, "kyutai/tts-voices")
     engine = TextToSpeech(model, 2, ThreadPoolExecutor(1))
     voice = "expresso/ex03-ex01_happy_001_channel1_334s.wav"
     waiting, talking = await engine.open(voice), await engine.open(voice)
     talking.add_text("one two three four five.")
     talking.end_text()
     frames = [f async for f in talking.audio()]
-    assert frames and waiting.offset == 0 and waiting.frames_out == 0
+    assert frames and waiting.steps == 0 and waiting.frames_out == 0
     waiting.add_text("Now me.")
     waiting.end_text()
     assert [f async for f in waiting.audio()]

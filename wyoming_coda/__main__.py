@@ -11,20 +11,46 @@ import signal
 import sys
 from typing import Any
 
+import voluptuous as vol
+
 from . import __version__
 from .config import (
-    DEFAULT_ZEROCONF_NAME,
-    DEVICES,
-    LLM_PROVIDERS,
-    LOG_FORMATS,
-    MODES,
     ConfigError,
+    Key,
     VoiceConfig,
+    choices,
     config_from_dict,
+    config_keys,
     read_config_file,
 )
 
 _LOGGER = logging.getLogger("wyoming_coda")
+
+
+def _arg_type(validator: Any) -> Any:
+    """The Python type a flag's text is turned into before the schema checks it."""
+    if validator in (int, float):
+        return validator
+    if isinstance(validator, vol.Coerce):
+        return validator.type
+    if isinstance(validator, vol.All):
+        return _arg_type(validator.validators[0])
+    return None
+
+
+def _add_flag(parser: argparse.ArgumentParser, key: Key) -> None:
+    assert key.flag is not None
+    kwargs: dict[str, Any] = {"default": None, "help": f"{key.help} ({'.'.join(key.path)})", **key.cli}
+    if isinstance(key.validator, vol.In):
+        kwargs["choices"] = choices(key.validator)
+    elif "action" not in kwargs and (kind := _arg_type(key.validator)) is not None:
+        kwargs["type"] = kind
+    parser.add_argument(key.flag, dest=_dest(key), **kwargs)
+
+
+def _dest(key: Key) -> str:
+    assert key.flag is not None
+    return key.flag.lstrip("-").replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,79 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wyoming-coda",
         description="Coda Voice: Wyoming server for Kyutai speech (STT, TTS, Moshi) and an LLM.",
     )
-    add = parser.add_argument
-    add("--uri", help="where to listen: tcp://HOST:PORT or unix://PATH (default tcp://0.0.0.0:10300)")
-    add("--zeroconf", nargs="?", const=DEFAULT_ZEROCONF_NAME, default=None, metavar="NAME",
-        help=f"advertise over zeroconf as NAME (default name {DEFAULT_ZEROCONF_NAME})")
-    add("--zeroconf-host", metavar="ADDRESS",
-        help="advertise only this address and bind zeroconf to it (default: all interfaces)")
-    add("--data-dir", help="directory for conversation memory and server state (default ./data)")
-    add("--device", choices=DEVICES, help="where the models run (default auto: cuda when available)")
-    add("--stt-model", help="Kyutai STT: Hugging Face repo id or local directory")
-    add("--tts-model", help="Kyutai TTS: Hugging Face repo id or local directory")
-    add("--tts-voices", help="TTS voice repository (repo id) or local directory")
-    add("--tts-voice", help="default TTS voice (name inside the voice repository)")
-    add("--moshi-model", help="Moshi speech-to-speech: Hugging Face repo id or local directory")
-    add("--duplex", action=argparse.BooleanOptionalAction, default=None,
-        help="serve full-duplex Moshi sessions on the HTTP side port in hybrid mode too")
-    add("--mode", choices=MODES, help="processing mode (default hybrid)")
-    add("--llm-provider", choices=LLM_PROVIDERS,
-        help="ollama (default), openai (any OpenAI-compatible server) or llamacpp (embedded, GGUF)")
-    add("--llm-url", help="LLM server URL (default Ollama at http://127.0.0.1:11434)")
-    add("--llm-model", help="LLM model name (llamacpp: a GGUF path or owner/repo/file.gguf)")
-    add("--http-host", help="address of the HTTP side port (default 0.0.0.0)")
-    add("--http-port", type=int, help="HTTP side port; 0 disables it (default 10301)")
-    add("--http-token", help="require 'Authorization: Bearer TOKEN' on the side port (except /healthz)")
-    add("--memory", action=argparse.BooleanOptionalAction, default=None,
-        help="conversation memory in --data-dir (default on)")
-    add("--personality", action=argparse.BooleanOptionalAction, default=None,
-        help="personality adaptation from feedback (default on)")
-    add("--config", metavar="FILE", help="YAML config file (flags override it)")
-    add("--debug", action="store_true", help="log DEBUG messages")
-    add("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
-    add("--version", action="version", version=__version__)
+    for key in config_keys():
+        if key.flag:
+            _add_flag(parser, key)
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
+    parser.add_argument("--version", action="version", version=__version__)
     return parser
-
-
-# flag -> (section, key) in the YAML layout
-_FLAG_KEYS: dict[str, tuple[str, ...]] = {
-    "uri": ("server", "uri"),
-    "zeroconf": ("server", "zeroconf"),
-    "zeroconf_host": ("server", "zeroconf_host"),
-    "data_dir": ("server", "data_dir"),
-    "http_host": ("server", "http_host"),
-    "http_port": ("server", "http_port"),
-    "http_token": ("server", "http_token"),
-    "log_format": ("server", "log_format"),
-    "device": ("voice_processing", "device"),
-    "mode": ("voice_processing", "mode"),
-    "stt_model": ("voice_processing", "stt", "model"),
-    "tts_model": ("voice_processing", "tts", "model"),
-    "tts_voices": ("voice_processing", "tts", "voices"),
-    "tts_voice": ("voice_processing", "tts", "voice"),
-    "moshi_model": ("voice_processing", "moshi", "model_path"),
-    "duplex": ("voice_processing", "moshi", "duplex"),
-    "llm_provider": ("voice_processing", "external_llm", "provider"),
-    "llm_url": ("voice_processing", "external_llm", "url"),
-    "llm_model": ("voice_processing", "external_llm", "model"),
-    "memory": ("integration", "memory_enabled"),
-    "personality": ("integration", "personality_enabled"),
-}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that were given, shaped like the YAML file."""
     tree: dict[str, Any] = {}
-    for flag, path in _FLAG_KEYS.items():
-        value = getattr(args, flag)
+    for key in config_keys():
+        value = getattr(args, _dest(key)) if key.flag else None
         if value is None:
             continue
         node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    if args.debug:
-        tree.setdefault("server", {})["debug"] = True
+        for part in key.path[:-1]:
+            node = node.setdefault(part, {})
+        node[key.path[-1]] = value
     return tree
 
 

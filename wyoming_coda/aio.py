@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 _END = object()
 
 
-async def task_stream(produce: Callable[[asyncio.Queue[Any]], Awaitable[None]], name: str) -> AsyncIterator[Any]:
+async def task_stream(
+    produce: Callable[[asyncio.Queue[Any]], Awaitable[None]], name: str
+) -> AsyncGenerator[Any, None]:
     """Run `produce(queue)` as a task and yield what it puts on the queue until it returns.
 
     An exception put on the queue is raised at once; one raised by the producer is raised after

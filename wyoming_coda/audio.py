@@ -1,5 +1,5 @@
-"""Audio format conversion shared by every input path: PCM of any width, channel count and
-rate to float32 mono at the rate a model needs (streaming, with soxr), and back to s16le."""
+"""Audio format conversion: PCM of any width and channel count to float32 mono, resampling
+to the rate a model needs (soxr), and back to s16le."""
 
 from __future__ import annotations
 
@@ -58,40 +58,34 @@ def float_to_s16(samples: np.ndarray) -> bytes:
     return to_s16(samples).tobytes()
 
 
-class StreamConverter:
-    """Converts a stream of PCM chunks to float32 mono at `target_rate`, keeping resampler
-    state across chunks; a chunk in another format restarts the resampler."""
+class Resampler:
+    """float32 mono from any rate to `target_rate`. Streaming (soxr keeps its state across
+    chunks; a new input rate restarts it), or `exact`: each chunk resampled on its own, so no
+    sample waits inside the resampler (for fixed-size frames that must leave at once)."""
 
-    def __init__(self, target_rate: int) -> None:
+    def __init__(self, target_rate: int, exact: bool = False) -> None:
         self.target_rate = target_rate
-        self._format: tuple[int, int, int] | None = None
-        self._resampler: soxr.ResampleStream | None = None
+        self.exact = exact
+        self._rate: int | None = None
+        self._stream: soxr.ResampleStream | None = None
 
-    def convert(self, data: bytes, rate: int, width: int, channels: int) -> np.ndarray:
-        check_format(rate, width, channels)
-        samples = pcm_to_float(data, width, channels)
-        if (rate, width, channels) != self._format:
-            tail = self.flush()
-            self._format = (rate, width, channels)
-            self._resampler = (
-                soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32", quality="HQ")
-                if rate != self.target_rate
-                else None
-            )
-            converted = self._resample(samples)
-            return np.concatenate([tail, converted]) if tail.size else converted
-        return self._resample(samples)
-
-    def _resample(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
-        if self._resampler is None:
+    def resample(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        if rate == self.target_rate:
             return samples
-        return self._resampler.resample_chunk(samples, last=last)
+        if self.exact:
+            return np.asarray(soxr.resample(samples, rate, self.target_rate, quality="HQ"), dtype=np.float32)
+        tail = np.zeros(0, dtype=np.float32)
+        if rate != self._rate:
+            tail = self.flush()
+            self._rate = rate
+            self._stream = soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32", quality="HQ")
+        assert self._stream is not None
+        out = np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
+        return np.concatenate([tail, out]) if tail.size else out
 
     def flush(self) -> np.ndarray:
         """The samples still inside the resampler (call at the end of the stream)."""
-        if self._resampler is None:
+        stream, self._stream, self._rate = self._stream, None, None
+        if stream is None:
             return np.zeros(0, dtype=np.float32)
-        out = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        self._resampler = None
-        self._format = None
-        return out
+        return np.asarray(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), dtype=np.float32)

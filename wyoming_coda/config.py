@@ -6,13 +6,17 @@ A YAML file has the spec's sections (`voice_processing`, `audio`, `integration`)
 
 from __future__ import annotations
 
+import argparse
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import voluptuous as vol
 import yaml
+
+from .personality import TONES, VERBOSITY
 
 MODES = ("moshi_only", "hybrid", "adaptive")
 DEVICES = ("auto", "cuda", "cpu")
@@ -71,218 +75,231 @@ def _url(value: Any) -> str:
 
 _PORT = vol.All(int, vol.Range(min=0, max=65535))
 _PROBABILITY = vol.All(vol.Coerce(float), vol.Range(min=0.0, max=1.0))
+_BATCH = vol.All(int, vol.Range(min=1, max=256))
+VOICE_FORMATS = ("wav", "pcm", "opus")
+
+
+def option(default: Any, validator: Any, help: str, flag: str | None = None, **cli: Any) -> Any:
+    """One config key, declared once: its default, its validator (the YAML schema), what it
+    does (the docs and `--help`), and its command-line flag when it has one (`cli`: extra
+    argparse arguments)."""
+    return field(default=default, metadata={"validator": validator, "help": help, "flag": flag, "cli": cli})
+
+
+def section(cls: type, top_level: bool = False) -> Any:
+    """A nested section; `top_level`: a top-level YAML section rather than one inside
+    `voice_processing`."""
+    return field(default_factory=cls, metadata={"top_level": top_level})
 
 
 @dataclass
 class MoshiConfig:
     """Moshi speech-to-speech model."""
 
-    model_path: str = DEFAULT_MOSHI_MODEL
-    vram_allocation: str | None = "8GB"
-    target_latency_ms: int = 200
-    external_llm_enabled: bool = True
-    duplex: bool = False  # serve duplex sessions (/api/duplex) in hybrid mode too
-    batch_size: int = 4
+    model_path: str = option(DEFAULT_MOSHI_MODEL, str, "Moshi: Hugging Face repo id or local directory",
+                             "--moshi-model")
+    vram_allocation: str | None = option("8GB", _size, "memory budget of Moshi (null: none)")
+    target_latency_ms: int = option(
+        200, vol.All(int, vol.Range(min=1)),
+        "duplex sessions: a Moshi step slower than this is counted late (step metadata `late`, a metric)")
+    external_llm_enabled: bool = option(
+        True, bool, "use the external LLM (false: no LLM at all, only `moshi_only` mode is allowed)")
+    duplex: bool = option(False, bool, "serve full-duplex Moshi sessions on the HTTP side port in hybrid mode too",
+                          "--duplex", action=argparse.BooleanOptionalAction)
+    batch_size: int = option(4, _BATCH, "concurrent Moshi sessions stepped in one batch")
 
 
 @dataclass
 class ExternalLLMConfig:
     """The reasoning LLM (Ollama by default)."""
 
-    provider: str = "ollama"
-    url: str = DEFAULT_LLM_URL
-    model: str = DEFAULT_LLM_MODEL
-    vram_allocation: str | None = None
-    parallel_processing: bool = True
-    timeout: float = 60.0
-    keep_alive: str = "-1"
-    think: bool = False
-    threads: int | None = None
-    context_size: int = 4096
-    max_tool_iterations: int = 10
+    provider: str = option("ollama", vol.In(LLM_PROVIDERS),
+                           "ollama, openai (any OpenAI-compatible server) or llamacpp (embedded, GGUF)",
+                           "--llm-provider")
+    url: str = option(DEFAULT_LLM_URL, _url, "LLM server URL", "--llm-url")
+    model: str = option(DEFAULT_LLM_MODEL, str, "LLM model name (llamacpp: a GGUF path or owner/repo/file.gguf)",
+                        "--llm-model")
+    vram_allocation: str | None = option(None, _size, "memory the LLM server uses (reported, not enforced)")
+    parallel_processing: bool = option(
+        True, bool, "speak each sentence while the LLM writes the next (false: speak once the answer is complete)")
+    timeout: float = option(60.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
+                            "seconds the LLM may stay silent before the turn fails")
+    keep_alive: str = option("-1", vol.Coerce(str), "Ollama keep_alive: how long the model stays loaded")
+    think: bool = option(False, bool, "let reasoning models think before answering (slower first word)")
+    threads: int | None = option(None, vol.Any(None, vol.All(int, vol.Range(min=1, max=256))),
+                                 "llamacpp: CPU threads (null: all cores)")
+    context_size: int = option(4096, vol.All(int, vol.Range(min=512, max=1 << 20)), "llamacpp: context tokens")
+    max_tool_iterations: int = option(10, vol.All(int, vol.Range(min=1, max=50)),
+                                      "LLM rounds with tool calls per turn before it must answer")
 
 
 @dataclass
 class STTConfig:
     """Kyutai streaming speech-to-text."""
 
-    model: str = DEFAULT_STT_MODEL
-    batch_size: int = 8
-    vram_allocation: str | None = None
+    model: str = option(DEFAULT_STT_MODEL, str, "Kyutai STT: Hugging Face repo id or local directory",
+                        "--stt-model")
+    batch_size: int = option(8, _BATCH, "concurrent transcriptions stepped in one batch")
+    vram_allocation: str | None = option(None, _size, "memory budget of the STT model (null: none)")
 
 
 @dataclass
 class TTSConfig:
     """Kyutai streaming text-to-speech and its voice repository."""
 
-    model: str = DEFAULT_TTS_MODEL
-    voices: str = DEFAULT_TTS_VOICES
-    voice: str = DEFAULT_TTS_VOICE
-    batch_size: int = 8
-    vram_allocation: str | None = None
+    model: str = option(DEFAULT_TTS_MODEL, str, "Kyutai TTS: Hugging Face repo id or local directory",
+                        "--tts-model")
+    voices: str = option(DEFAULT_TTS_VOICES, str, "TTS voice repository (repo id) or local directory",
+                         "--tts-voices")
+    voice: str = option(DEFAULT_TTS_VOICE, str, "default TTS voice (name inside the voice repository)",
+                        "--tts-voice")
+    batch_size: int = option(8, _BATCH, "concurrent syntheses stepped in one batch")
+    vram_allocation: str | None = option(None, _size, "memory budget of the TTS model (null: none)")
 
 
 @dataclass
 class AudioConfig:
     """The spec's `audio` section."""
 
-    sample_rate: int = 24000
-    channels: int = 1
-    format: str = "wav"
-    vad_enabled: bool = True
-    vad_threshold: float = 0.5
-    silence_duration_ms: int = 1000
-    noise_reduction: bool = True
-    echo_cancellation: bool = True
-    auto_gain_control: bool = True
+    sample_rate: int = option(24000, vol.All(int, vol.Range(min=8000, max=192000)),
+                              "voice API (`process_voice_*`): rate of answer audio and of `pcm` input")
+    channels: int = option(1, vol.All(int, vol.Range(min=1, max=8)),
+                           "voice API: channels of answer audio and of `pcm` input")
+    format: str = option("wav", vol.In(VOICE_FORMATS),
+                         "voice API audio: `wav` (a WAV file; a stream that starts with a WAV header), "
+                         "`pcm` (raw s16le), `opus` (Ogg/Opus, 24 kHz mono)")
+    vad_enabled: bool = option(True, bool, "Silero VAD on every input (voice events, end of speech)")
+    vad_threshold: float = option(0.5, _PROBABILITY, "speech probability above which a window is speech")
+    silence_duration_ms: int = option(1000, vol.All(int, vol.Range(min=0, max=10000)),
+                                      "silence that ends an utterance")
+    noise_reduction: bool = option(True, bool, "WebRTC noise suppression of the input")
+    echo_cancellation: bool = option(True, bool, "cancel the server's own voice in duplex sessions (SpeexDSP)")
+    auto_gain_control: bool = option(True, bool, "WebRTC automatic gain of the input")
 
 
 @dataclass
 class IntegrationConfig:
     """The spec's `integration` section."""
 
-    memory_enabled: bool = True
-    personality_enabled: bool = True
-    tools_enabled: bool = True
-    websocket_events: bool = True
-    memory_context_limit: int = 5
-    personality_adaptation: bool = True
-    tool_calling_during_speech: bool = True
-    conversation_timeout: float = 300.0  # seconds without a turn before a handle conversation ends
+    memory_enabled: bool = option(True, bool, "conversation memory in the data directory", "--memory",
+                                  action=argparse.BooleanOptionalAction)
+    personality_enabled: bool = option(True, bool, "personality profiles per user", "--personality",
+                                       action=argparse.BooleanOptionalAction)
+    tools_enabled: bool = option(True, bool, "the server's own tools (time, timers) for the LLM")
+    websocket_events: bool = option(True, bool, "the `/api/events` WebSocket on the HTTP side port")
+    tool_calling_during_speech: bool = option(
+        True, bool, "speak the LLM's words before a tool call at once (false: a round is spoken only once it "
+        "ended without tool calls)")
+    memory_context_limit: int = option(5, vol.All(int, vol.Range(min=0, max=100)),
+                                       "memories recalled into a turn's prompt")
+    personality_adaptation: bool = option(True, bool, "adapt the profile to explicit feedback")
+    conversation_timeout: float = option(300.0, vol.All(vol.Coerce(float), vol.Range(min=1)),
+                                         "seconds without a turn before a Home Assistant conversation ends")
 
 
 @dataclass
 class PersonalityConfig:
     """The assistant's default personality profile."""
 
-    name: str = "Coda"
-    style: str = "a helpful voice assistant for the home"
-    verbosity: str = "brief"
-    tone: str = "friendly"
-    extra_prompt: str = ""
+    name: str = option("Coda", str, "the assistant's name")
+    style: str = option("a helpful voice assistant for the home", str, "who the assistant is")
+    verbosity: str = option("brief", vol.In(VERBOSITY), "default answer length")
+    tone: str = option("friendly", vol.In(TONES), "default tone")
+    extra_prompt: str = option("", str, "instructions added to every system prompt")
 
 
 @dataclass
 class ServerConfig:
     """Where and how the server listens."""
 
-    uri: str = DEFAULT_URI
-    zeroconf: str | None = None
-    zeroconf_host: str | None = None
-    data_dir: str = "data"
-    http_host: str = "0.0.0.0"
-    http_port: int = DEFAULT_HTTP_PORT
-    http_token: str | None = None
-    debug: bool = False
-    log_format: str = "text"
+    uri: str = option(DEFAULT_URI, _uri, "where to listen: tcp://HOST:PORT or unix://PATH", "--uri")
+    zeroconf: str | None = option(None, vol.Any(None, str), "advertise over zeroconf under this name",
+                                  "--zeroconf", nargs="?", const=DEFAULT_ZEROCONF_NAME, metavar="NAME")
+    zeroconf_host: str | None = option(None, vol.Any(None, str),
+                                       "advertise only this address and bind zeroconf to it", "--zeroconf-host",
+                                       metavar="ADDRESS")
+    data_dir: str = option("data", str, "directory for conversation memory and server state", "--data-dir")
+    http_host: str = option("0.0.0.0", str, "address of the HTTP side port", "--http-host")
+    http_port: int = option(DEFAULT_HTTP_PORT, _PORT, "HTTP side port; 0 disables it", "--http-port")
+    http_token: str | None = option(None, vol.Any(None, vol.All(str, vol.Length(min=8))),
+                                    "require 'Authorization: Bearer TOKEN' on the side port (except /healthz)",
+                                    "--http-token")
+    debug: bool = option(False, bool, "log DEBUG messages", "--debug", action="store_const", const=True)
+    log_format: str = option("text", vol.In(LOG_FORMATS), "text or json lines", "--log-format")
 
 
 @dataclass
 class VoiceConfig:
     """Everything the voice system needs; mirrors the YAML layout."""
 
-    mode: str = "hybrid"
-    device: str = "auto"
-    moshi: MoshiConfig = field(default_factory=MoshiConfig)
-    external_llm: ExternalLLMConfig = field(default_factory=ExternalLLMConfig)
-    stt: STTConfig = field(default_factory=STTConfig)
-    tts: TTSConfig = field(default_factory=TTSConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    integration: IntegrationConfig = field(default_factory=IntegrationConfig)
-    personality: PersonalityConfig = field(default_factory=PersonalityConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
+    mode: str = option("hybrid", vol.In(MODES), "processing mode", "--mode")
+    device: str = option("auto", vol.In(DEVICES), "where the models run (auto: cuda when available)", "--device")
+    moshi: MoshiConfig = section(MoshiConfig)
+    external_llm: ExternalLLMConfig = section(ExternalLLMConfig)
+    stt: STTConfig = section(STTConfig)
+    tts: TTSConfig = section(TTSConfig)
+    audio: AudioConfig = section(AudioConfig, top_level=True)
+    integration: IntegrationConfig = section(IntegrationConfig, top_level=True)
+    personality: PersonalityConfig = section(PersonalityConfig, top_level=True)
+    server: ServerConfig = section(ServerConfig, top_level=True)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"voice_processing.mode: must be one of {', '.join(MODES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"voice_processing.device: must be one of {', '.join(DEVICES)}")
+        if not self.moshi.external_llm_enabled and self.mode != "moshi_only":
+            raise ConfigError(f"voice_processing.moshi.external_llm_enabled: false needs mode moshi_only, "
+                              f"{self.mode} mode answers with the LLM")
 
 
-_BATCH = vol.All(int, vol.Range(min=1, max=256))
-_MOSHI_SCHEMA = vol.Schema({
-    vol.Optional("model_path"): str,
-    vol.Optional("vram_allocation"): _size,
-    vol.Optional("target_latency_ms"): vol.All(int, vol.Range(min=1)),
-    vol.Optional("external_llm_enabled"): bool,
-    vol.Optional("duplex"): bool,
-    vol.Optional("batch_size"): _BATCH,
-})
-_LLM_SCHEMA = vol.Schema({
-    vol.Optional("provider"): vol.In(LLM_PROVIDERS),
-    vol.Optional("url"): _url,
-    vol.Optional("model"): str,
-    vol.Optional("vram_allocation"): _size,
-    vol.Optional("parallel_processing"): bool,
-    vol.Optional("timeout"): vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
-    vol.Optional("keep_alive"): vol.Coerce(str),
-    vol.Optional("think"): bool,
-    vol.Optional("threads"): vol.Any(None, vol.All(int, vol.Range(min=1, max=256))),
-    vol.Optional("context_size"): vol.All(int, vol.Range(min=512, max=1 << 20)),
-    vol.Optional("max_tool_iterations"): vol.All(int, vol.Range(min=1, max=50)),
-})
-_STT_SCHEMA = vol.Schema({
-    vol.Optional("model"): str,
-    vol.Optional("batch_size"): _BATCH,
-    vol.Optional("vram_allocation"): _size,
-})
-_TTS_SCHEMA = vol.Schema({
-    vol.Optional("model"): str,
-    vol.Optional("voices"): str,
-    vol.Optional("voice"): str,
-    vol.Optional("batch_size"): _BATCH,
-    vol.Optional("vram_allocation"): _size,
-})
+@dataclass(frozen=True)
+class Key:
+    """One declared config key."""
 
-CONFIG_SCHEMA = vol.Schema({
-    vol.Optional("voice_processing"): {
-        vol.Optional("mode"): vol.In(MODES),
-        vol.Optional("device"): vol.In(DEVICES),
-        vol.Optional("moshi"): _MOSHI_SCHEMA,
-        vol.Optional("external_llm"): _LLM_SCHEMA,
-        vol.Optional("stt"): _STT_SCHEMA,
-        vol.Optional("tts"): _TTS_SCHEMA,
-    },
-    vol.Optional("audio"): {
-        vol.Optional("sample_rate"): vol.All(int, vol.Range(min=8000, max=192000)),
-        vol.Optional("channels"): vol.All(int, vol.Range(min=1, max=8)),
-        vol.Optional("format"): vol.In(("wav", "pcm", "opus")),
-        vol.Optional("vad_enabled"): bool,
-        vol.Optional("vad_threshold"): _PROBABILITY,
-        vol.Optional("silence_duration_ms"): vol.All(int, vol.Range(min=0, max=10000)),
-        vol.Optional("noise_reduction"): bool,
-        vol.Optional("echo_cancellation"): bool,
-        vol.Optional("auto_gain_control"): bool,
-    },
-    vol.Optional("integration"): {
-        vol.Optional("memory_enabled"): bool,
-        vol.Optional("personality_enabled"): bool,
-        vol.Optional("tools_enabled"): bool,
-        vol.Optional("websocket_events"): bool,
-        vol.Optional("memory_context_limit"): vol.All(int, vol.Range(min=0, max=100)),
-        vol.Optional("personality_adaptation"): bool,
-        vol.Optional("tool_calling_during_speech"): bool,
-        vol.Optional("conversation_timeout"): vol.All(vol.Coerce(float), vol.Range(min=1)),
-    },
-    vol.Optional("personality"): {
-        vol.Optional("name"): str,
-        vol.Optional("style"): str,
-        vol.Optional("verbosity"): vol.In(("brief", "normal", "detailed")),
-        vol.Optional("tone"): vol.In(("friendly", "formal", "casual", "playful")),
-        vol.Optional("extra_prompt"): str,
-    },
-    vol.Optional("server"): {
-        vol.Optional("uri"): _uri,
-        vol.Optional("zeroconf"): vol.Any(None, str),
-        vol.Optional("zeroconf_host"): vol.Any(None, str),
-        vol.Optional("data_dir"): str,
-        vol.Optional("http_host"): str,
-        vol.Optional("http_port"): _PORT,
-        vol.Optional("http_token"): vol.Any(None, vol.All(str, vol.Length(min=8))),
-        vol.Optional("debug"): bool,
-        vol.Optional("log_format"): vol.In(LOG_FORMATS),
-    },
-})
+    path: tuple[str, ...]  # YAML path
+    attrs: tuple[str, ...]  # attribute path from VoiceConfig
+    default: Any
+    validator: Any
+    help: str
+    flag: str | None
+    cli: dict[str, Any]
+
+
+def _keys(cls: type, path: tuple[str, ...], attrs: tuple[str, ...]) -> list[Key]:
+    found = []
+    for item in fields(cls):
+        meta = item.metadata
+        if "validator" in meta:
+            found.append(Key((*path, item.name), (*attrs, item.name), item.default, meta["validator"],
+                             meta["help"], meta["flag"], dict(meta["cli"])))
+        else:
+            prefix = () if meta.get("top_level") else path
+            factory: Any = item.default_factory
+            found += _keys(factory, (*prefix, item.name), (*attrs, item.name))
+    return found
+
+
+def config_keys() -> list[Key]:
+    """Every config key, in declaration order."""
+    return _keys(VoiceConfig, ("voice_processing",), ())
+
+
+def _schema() -> vol.Schema:
+    tree: dict[str, Any] = {}
+    for key in config_keys():
+        node = tree
+        for part in key.path[:-1]:
+            node = node.setdefault(part, {})
+        node[key.path[-1]] = key.validator
+
+    def build(node: dict[str, Any]) -> dict[Any, Any]:
+        return {vol.Optional(k): build(v) if isinstance(v, dict) else v for k, v in node.items()}
+
+    return vol.Schema(build(tree))
+
+
+CONFIG_SCHEMA = _schema()
 
 
 def _format_invalid(err: vol.Invalid) -> str:
@@ -296,31 +313,31 @@ def _format_invalid(err: vol.Invalid) -> str:
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a config mapping; raise ConfigError naming the first bad key."""
     try:
-        return CONFIG_SCHEMA(raw)
+        validated: dict[str, Any] = CONFIG_SCHEMA(raw)
+        return validated
     except vol.MultipleInvalid as err:
         raise ConfigError(_format_invalid(err.errors[0])) from None
     except vol.Invalid as err:
         raise ConfigError(_format_invalid(err)) from None
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    kwargs = {}
-    for item in fields(cls):
-        if item.name not in values:
-            continue
-        value = values[item.name]
-        default = item.default_factory() if callable(item.default_factory) else None
-        kwargs[item.name] = _build(type(default), value) if is_dataclass(default) else value
-    return cls(**kwargs)
-
-
 def config_from_dict(raw: dict[str, Any]) -> VoiceConfig:
     """Build a VoiceConfig from a mapping shaped like the YAML file."""
     data = validate(raw or {})
-    flat = dict(data.get("voice_processing", {}))
-    for section in ("audio", "integration", "personality", "server"):
-        flat[section] = data.get(section, {})
-    return _build(VoiceConfig, flat)
+    config = VoiceConfig()
+    for key in config_keys():
+        node: Any = data
+        for part in key.path:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            target: Any = config
+            for attr in key.attrs[:-1]:
+                target = getattr(target, attr)
+            setattr(target, key.attrs[-1], node)
+    config.__post_init__()
+    return config
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -343,11 +360,16 @@ def load_config(path: str | Path | None) -> VoiceConfig:
     return config_from_dict(read_config_file(path) if path is not None else {})
 
 
+def choices(validator: vol.In) -> list[Any]:
+    """The accepted values of a `vol.In` validator."""
+    return list(cast(Iterable[Any], validator.container))
+
+
 def _describe_validator(validator: Any) -> str:
     if validator in (bool, int, str, float):
-        return validator.__name__
+        return str(validator.__name__)
     if isinstance(validator, vol.In):
-        return " \\| ".join(f"`{choice}`" for choice in validator.container)
+        return " \\| ".join(f"`{choice}`" for choice in choices(validator))
     if isinstance(validator, vol.All):
         parts = [_describe_validator(v) for v in validator.validators]
         return ", ".join(part for part in parts if part)
@@ -368,40 +390,23 @@ def _describe_validator(validator: Any) -> str:
     return type(validator).__name__.lower()
 
 
-def _defaults(section: str) -> Any:
-    config = VoiceConfig()
-    return getattr(config, section) if section in ("audio", "integration", "personality", "server") else config
-
-
 def config_reference() -> str:
-    """Markdown reference of every config key (generated from the schema and the defaults)."""
+    """Markdown reference of every config key (generated from the declarations)."""
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `wyoming_coda/config.py` (`python -m wyoming_coda.config`); do not edit.",
+        "Generated from the declarations in `wyoming_coda/config.py` (`python -m wyoming_coda.config`); do not edit.",
         "Pass the file with `--config FILE`; command-line flags override it.",
         "",
-        "| key | accepted values | default |",
-        "|---|---|---|",
+        "| key | accepted values | default | flag | what it does |",
+        "|---|---|---|---|---|",
     ]
-
-    def walk(schema: dict[Any, Any], prefix: str, defaults: Any) -> None:
-        for marker, validator in schema.items():
-            key = str(marker.schema)
-            value = validator.schema if isinstance(validator, vol.Schema) else validator
-            default = getattr(defaults, key, None)
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.", default)
-                continue
-            if default is None:
-                shown = "null"
-            else:
-                shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
-            lines.append(f"| `{prefix}{key}` | {_describe_validator(value)} | {shown} |")
-
-    for section, schema in CONFIG_SCHEMA.schema.items():
-        name = str(section.schema)
-        walk(schema, f"{name}.", _defaults(name))
+    for key in config_keys():
+        default = key.default
+        shown = "null" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        flag = f"`{key.flag}`" if key.flag else ""
+        lines.append(f"| `{'.'.join(key.path)}` | {_describe_validator(key.validator)} | {shown} | {flag} | "
+                     f"{key.help} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,18 @@
-"""Conversation state, prompt assembly and the adaptive router."""
+"""Conversation state and the registry of open conversations, prompt assembly, the adaptive
+router."""
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .events import EventBus
 from .llm.base import Message
 from .memory import Memory
+from .metrics import Metrics
 from .personality import Personality
 
 MAX_HISTORY_MESSAGES = 20
@@ -42,6 +46,47 @@ class Conversation:
         self.history += [{"role": "user", "content": user_text}, {"role": "assistant", "content": answer}]
         del self.history[:-MAX_HISTORY_MESSAGES]
         self.turns += 1
+
+
+class Conversations:
+    """The open conversations of one process; idle ones end when the next one starts or the
+    analytics are read (clients such as Home Assistant never say goodbye)."""
+
+    def __init__(self, metrics: Metrics, events: EventBus) -> None:
+        self._metrics = metrics
+        self._events = events
+        self._open: dict[str, Conversation] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def start(
+        self, conversation_id: str | None, user_id: str, language: str | None, idle_timeout: float | None
+    ) -> str:
+        """Open (or continue) a conversation; returns its id."""
+        self.end_idle()
+        conversation_id = conversation_id or uuid.uuid4().hex
+        if conversation_id not in self._open:
+            self._open[conversation_id] = Conversation(conversation_id, user_id, language, idle_timeout=idle_timeout)
+            self._metrics.conversation_started()
+            self._events.publish("conversation_start", conversation_id=conversation_id, user_id=user_id)
+        return conversation_id
+
+    def end(self, conversation_id: str) -> None:
+        if self._open.pop(conversation_id, None) is not None:
+            self._metrics.conversation_ended()
+            self._events.publish("conversation_end", conversation_id=conversation_id)
+
+    def end_idle(self) -> None:
+        now = time.monotonic()
+        for conversation in [c for c in self._open.values() if c.idle(now)]:
+            self.end(conversation.id)
+
+    def get(self, conversation_id: str) -> Conversation:
+        try:
+            return self._open[conversation_id]
+        except KeyError:
+            raise KeyError(f"unknown conversation {conversation_id!r}; call start_conversation() first") from None
 
 
 def system_prompt(

@@ -27,7 +27,7 @@ SERVICE_TYPE = "_wyoming._tcp.local."
 def host_addresses() -> list[str]:
     """Non-loopback IPv4 addresses of this host (loopback when there are none)."""
     found = [
-        ip.ip
+        str(ip.ip)
         for adapter in ifaddr.get_adapters()
         for ip in adapter.ips
         if ip.is_IPv4 and not str(ip.ip).startswith("127.")

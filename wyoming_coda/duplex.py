@@ -8,7 +8,7 @@ where a structure is needed); see docs/duplex.md:
                                   s16le (format=pcm) or float32le (format=f32)
     2 text       server → client  UTF-8 piece of Moshi's inner monologue
     3 control    both ways        JSON: client {"action": "close"}; server {"event": "interruption" | "resume"}
-    4 metadata   server → client  JSON per step: {"frame", "step_ms", "user_speaking", "muted"}
+    4 metadata   server → client  JSON per step: {"frame", "step_ms", "late", "user_speaking", "muted"}
     5 error      server → client  JSON {"code", "text"}
     6 ping       both ways        echoed back as is
     7 user text  server → client  UTF-8 piece of the user's words (Kyutai STT alongside Moshi)
@@ -25,13 +25,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soxr
 import sphn
 from aiohttp import WSMsgType, web
 
-from .audio import float_to_s16, to_s16
+from .audio import float_to_s16
 from .speech import TextPiece, Transcription
-from .vad import VAD_RATE, SileroVad
 
 if TYPE_CHECKING:
     from .engines.moshi import MoshiOutput, MoshiSession
@@ -68,10 +66,7 @@ class DuplexConnection:
         self.conversation_id = ""
         self._decoder = sphn.OpusStreamReader(24000) if audio_format == "opus" else None
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
-        self._pending = np.zeros(0, dtype=np.float32)
-        self.enhancer = manager.enhancer(echo=True)
-        audio = manager.config.audio
-        self.vad = SileroVad(audio.vad_threshold, silence_ms=300) if audio.vad_enabled else None
+        self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         self.muted = False  # the user talked over the assistant: its audio is held back
         self._speaking_frames = 0
         self._last_step = time.monotonic()
@@ -90,7 +85,7 @@ class DuplexConnection:
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
             "format": self.format, "session": self.conversation_id,
         }))
-        self.transcription = await self.manager.open_transcription(None, vad=False, enhance=False)
+        self.transcription = await self.manager.open_transcription(None, duplex=True)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
                  asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
         self.manager.metrics.connection("duplex", +1)
@@ -168,21 +163,16 @@ class DuplexConnection:
             await self._frame(frame)
 
     async def _frame(self, frame: np.ndarray) -> None:
-        """One 80 ms user frame: enhance at 16 kHz, then Moshi, the user transcript and VAD.
+        """One 80 ms user frame through the transcription's front end (echo of Moshi's own
+        voice, noise and level at 16 kHz, VAD), then to Moshi and the user transcript.
 
-        Frames are resampled one by one (1920 ↔ 1280 samples exactly), so nothing waits in a
-        streaming resampler: each frame reaches Moshi as soon as it is complete."""
-        assert self.session is not None
-        voice = soxr.resample(frame, 24000, VAD_RATE, quality="HQ").astype(np.float32)
-        if self.enhancer.active:  # echo of Moshi's own voice, noise and level
-            voice = self.enhancer.process(to_s16(voice)).astype(np.float32) / 32768
-            frame = soxr.resample(voice, VAD_RATE, 24000, quality="HQ").astype(np.float32)
-        self.session.feed(frame)
-        if self.transcription is not None:
-            self.transcription.feed(to_s16(voice).tobytes(), VAD_RATE, 2, 1)
-        if self.vad is not None:
-            for event in self.vad.process(voice):
-                await self._user_voice(event.kind == "started")
+        The front end resamples frame by frame (1920 ↔ 1280 samples exactly), so nothing waits
+        in a streaming resampler: each frame reaches Moshi as soon as it is complete."""
+        assert self.session is not None and self.transcription is not None
+        heard = self.transcription.feed(float_to_s16(frame), 24000, 2, 1)
+        self.session.feed(heard.audio)
+        for activity in heard.activity:
+            await self._user_voice(activity.started)
 
     async def _user_voice(self, started: bool) -> None:
         if started and self._speaking_frames > 0 and not self.muted:
@@ -201,6 +191,9 @@ class DuplexConnection:
     async def _output(self, output: MoshiOutput) -> None:
         now = time.monotonic()
         step_ms, self._last_step = (now - self._last_step) * 1000, now
+        late = step_ms > self.manager.config.moshi.target_latency_ms
+        if late:
+            self.manager.metrics.late_step()
         if output.text:
             await self.send(_frame(TEXT, output.text.encode()))
             self.manager.events.publish("transcript", conversation_id=self.conversation_id, speaker="assistant",
@@ -210,15 +203,16 @@ class DuplexConnection:
             self._speaking_frames = SPEAKING_HOLD_FRAMES if loud else max(0, self._speaking_frames - 1)
             if not self.muted:
                 await self.send(_frame(AUDIO, self._encode(output.pcm)))
-                self.enhancer.played(output.pcm)
+                if self.transcription is not None:
+                    self.transcription.front.played(output.pcm)
             self.manager.events.publish_audio(self.conversation_id, "assistant", output.pcm, muted=self.muted)
         await self.send(_json(METADATA, {"frame": self.session.frames_in if self.session else 0,
-                                         "step_ms": round(step_ms, 1), "muted": self.muted,
-                                         "user_speaking": bool(self.vad and self.vad.in_speech)}))
+                                         "step_ms": round(step_ms, 1), "late": late, "muted": self.muted,
+                                         "user_speaking": bool(self.transcription and self.transcription.front.in_speech)}))
 
     def _encode(self, pcm: np.ndarray) -> bytes:
         if self._encoder is not None:
-            return self._encoder.append_pcm(pcm)
+            return bytes(self._encoder.append_pcm(pcm))
         return pcm.astype("<f4").tobytes() if self.format == "f32" else float_to_s16(pcm)
 
 
@@ -238,7 +232,7 @@ async def duplex_ws(
         return ws
     try:
         await connection.run()
-    except Exception as err:  # noqa: BLE001 - reported to this client, the server goes on
+    except Exception as err:
         _LOGGER.exception("Duplex session failed")
         await connection.error("internal-error", str(err))
         await ws.close()

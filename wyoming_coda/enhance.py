@@ -57,8 +57,8 @@ class EchoCanceller:
         self._state = lib.speex_echo_state_init(ECHO_FRAME, ECHO_TAIL)
         rate = ctypes.c_int(RATE)
         lib.speex_echo_ctl(self._state, _SET_SAMPLING_RATE, ctypes.byref(rate))
-        self._far = np.zeros(0, dtype=np.int16)
-        self._near = np.zeros(0, dtype=np.int16)
+        self._far: np.ndarray = np.zeros(0, dtype=np.int16)
+        self._near: np.ndarray = np.zeros(0, dtype=np.int16)
 
     def played(self, far: np.ndarray) -> None:
         """Audio the client is about to play (s16 at 16 kHz): the reference to cancel."""

@@ -9,33 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.info import Describe
+from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 
+from .metrics import Metrics
 from .protocol import FatalProtocolError, RecoverableProtocolError, read_event
-
-if TYPE_CHECKING:
-    from .server import CodaServer
+from .services import Connection, Service
 
 _LOGGER = logging.getLogger(__name__)
 
-
-class Service(Protocol):
-    """A per-connection service (asr, tts, handle)."""
-
-    def accepts(self, event_type: str) -> bool:
-        """True when this service handles events of this type."""
-
-    async def handle(self, event: Event) -> None:
-        """Handle one event (answers go through the connection's write_event)."""
-
-    async def close(self) -> None:
-        """Stop any work in progress (client gone or server stopping)."""
+ServiceFactory = Callable[[Connection], list[Service]]
 
 
 class CodaEventHandler(AsyncEventHandler):
@@ -45,13 +33,15 @@ class CodaEventHandler(AsyncEventHandler):
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        server: CodaServer,
+        services: ServiceFactory,
+        info: Callable[[], Info],
+        metrics: Metrics,
     ) -> None:
         super().__init__(reader, writer)
-        self.server = server
-        self.services: list[Service] = server.make_services(self)
+        self.services = services(self)
+        self._info = info
         self._write_lock = asyncio.Lock()
-        self._metrics = server.manager.metrics
+        self._metrics = metrics
         self._metrics.connection("wyoming", +1)
 
     async def write_event(self, event: Event) -> None:
@@ -91,7 +81,7 @@ class CodaEventHandler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
-            await self.write_event(self.server.info().event())
+            await self.write_event(self._info().event())
             return True
         if Ping.is_type(event.type):
             await self.write_event(Pong(text=Ping.from_event(event).text).event())
@@ -105,7 +95,7 @@ class CodaEventHandler(AsyncEventHandler):
             await service.handle(event)
         except ConnectionError:
             raise
-        except Exception as err:  # noqa: BLE001 - one bad request must not end the connection
+        except Exception as err:
             _LOGGER.exception("Error handling %s", event.type)
             await self.send_error(f"{event.type}: {err}", "internal-error")
         return True

@@ -17,17 +17,19 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .duplex import duplex_ws
 from .events import AUDIO_KEY
 
 if TYPE_CHECKING:
-    from .server import CodaServer
+    from .manager import VoiceManager
 
 _LOGGER = logging.getLogger(__name__)
 
-SERVER_KEY: web.AppKey[CodaServer] = web.AppKey("coda_server")
+MANAGER_KEY: web.AppKey[VoiceManager] = web.AppKey("coda_manager")
+SERVER_ID_KEY: web.AppKey[str] = web.AppKey("coda_server_id")
 SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 SHUTDOWN_SECONDS = 5.0  # longest a request may hold up the server's exit
 OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
@@ -35,7 +37,7 @@ OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _token_middleware(token: str) -> Middleware:
     expected = f"Bearer {token}"
 
     @web.middleware
@@ -53,26 +55,20 @@ def _token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[
 
 async def healthz(request: web.Request) -> web.Response:
     """200 when every model is loaded, 503 while loading or after a failed load."""
-    server = request.app[SERVER_KEY]
-    store = server.manager.store
-    models = {kind: {"state": slot.state, "source": slot.source, "error": slot.error}
-              for kind, slot in store.slots.items()}
-    return web.json_response(
-        {"ready": store.ready, "server_id": server.server_id, "mode": server.config.mode, "device": store.device,
-         "models": models},
-        status=200 if store.ready else 503,
-    )
+    health = request.app[MANAGER_KEY].health()
+    return web.json_response({**health, "server_id": request.app[SERVER_ID_KEY]},
+                             status=200 if health["ready"] else 503)
 
 
 async def analytics(request: web.Request) -> web.Response:
     """`VoiceManager.get_analytics()` as JSON."""
-    data = await request.app[SERVER_KEY].manager.get_analytics()
+    data = await request.app[MANAGER_KEY].get_analytics()
     return web.json_response(data.as_dict())
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the server's registry."""
-    manager = request.app[SERVER_KEY].manager
+    manager = request.app[MANAGER_KEY]
     manager.refresh_metrics()
     return web.Response(body=manager.metrics.prometheus(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -81,7 +77,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     """`/api/events`: every voice event as a JSON message, plus a `metrics` snapshot every
     `metrics_interval` seconds (default 5, 0 = none). `?audio=1` adds base64 audio to
     `audio_chunk` events. Each subscriber has its own bounded queue: a slow one loses events."""
-    manager = request.app[SERVER_KEY].manager
+    manager = request.app[MANAGER_KEY]
     include_audio = request.query.get("audio") == "1"
     try:
         interval = float(request.query.get("metrics_interval", "5"))
@@ -134,24 +130,27 @@ async def talk_page(request: web.Request) -> web.Response:
 
 
 async def duplex(request: web.Request) -> web.WebSocketResponse:
-    return await duplex_ws(request, request.app[SERVER_KEY].manager, request.app[SOCKETS_KEY].add)
+    return await duplex_ws(request, request.app[MANAGER_KEY], request.app[SOCKETS_KEY].add)
 
 
 async def _close_websockets(app: web.Application) -> None:
     """On shutdown: tell every WebSocket client the server is going away, so none holds it up."""
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS_KEY]
     await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-                           for ws in list(app[SOCKETS_KEY])), return_exceptions=True)
+                           for ws in list(sockets)), return_exceptions=True)
 
 
-def create_app(server: CodaServer, token: str | None) -> web.Application:
+def create_app(manager: VoiceManager, server_id: str, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_token_middleware(token)] if token else [])
-    app[SERVER_KEY] = server
+    app[MANAGER_KEY] = manager
+    app[SERVER_ID_KEY] = server_id
     app[SOCKETS_KEY] = weakref.WeakSet()
-    app.on_shutdown.append(_close_websockets)
+    app.on_shutdown.append(_close_websockets)  # type: ignore[arg-type]  # aiosignal 1.4's generics vs aiohttp 3.11
     app.router.add_get("/", talk_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/analytics", analytics)
-    app.router.add_get("/api/events", events)
+    if manager.config.integration.websocket_events:
+        app.router.add_get("/api/events", events)
     app.router.add_get("/api/duplex", duplex)
     app.router.add_get("/metrics", metrics)
     return app
@@ -160,9 +159,10 @@ def create_app(server: CodaServer, token: str | None) -> web.Application:
 class HttpSide:
     """Runs the aiohttp app on the side port."""
 
-    def __init__(self, server: CodaServer, host: str, port: int, token: str | None) -> None:
+    def __init__(self, manager: VoiceManager, server_id: str, host: str, port: int, token: str | None) -> None:
         self.host, self.port = host, port
-        self._runner = web.AppRunner(create_app(server, token), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+        self._runner = web.AppRunner(create_app(manager, server_id, token), access_log=None,
+                                     shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:
         await self._runner.setup()

@@ -1,8 +1,8 @@
 """The hybrid processor: one conversation turn through the LLM and, in parallel, TTS.
 
-The LLM's text is cut into sentences while it streams; each sentence goes to the TTS stream at
-once, so speech starts after the first sentence while the LLM keeps generating. Tool calls run
-between LLM rounds (bounded); the whole turn is one task, cancelled as a whole on barge-in.
+The LLM's text goes into the speaking pipeline while it streams, so speech starts after the
+first sentence while the LLM keeps generating. Tool calls run between LLM rounds (bounded);
+the whole turn is one task, cancelled as a whole on barge-in.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .aio import task_stream
-from .engines.tts import TtsStream
 from .llm.base import LLMBackend, LLMError, Message, ToolCall, with_text_tool_calls
-from .text import split_sentences
+from .speaking import Speech
 from .tools import Toolbox
 
 FAST_MAX_TOKENS = 60
@@ -32,7 +31,8 @@ class TextDelta:
 
 @dataclass
 class AudioOut:
-    pcm: np.ndarray  # float32 mono at the TTS rate, one 80 ms frame
+    pcm: np.ndarray  # float32 mono, one 80 ms frame
+    rate: int = 24000  # the TTS (Mimi) rate
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TurnDone:
 
 
 TurnEvent = TextDelta | AudioOut | ToolCalled | ToolAnswered | TurnDone
+Mark = Callable[[str], None]
 
 
 @dataclass
@@ -65,36 +66,12 @@ class TurnRequest:
     toolbox: Toolbox | None
     route: str
     max_tool_iterations: int
-    open_tts: Callable[[], Awaitable[TtsStream]] | None  # None: text only
+    speech: Speech  # where the answer is spoken (text only when it has no TTS)
+    parallel: bool = True  # speak while the LLM writes (else once the whole answer is in)
+    speak_before_tools: bool = True  # speak a round's text at once, even if tool calls follow
 
 
-class SentenceFeeder:
-    """Regroups streamed text into sentences for TTS."""
-
-    def __init__(self, tts: TtsStream | None) -> None:
-        self.tts = tts
-        self._buffer = ""
-        self.sentences = 0
-
-    def push(self, text: str) -> bool:
-        """Add text; True when it completed at least one sentence."""
-        sentences, self._buffer = split_sentences(self._buffer + text)
-        for sentence in sentences:
-            self._speak(sentence)
-        return bool(sentences)
-
-    def flush(self) -> None:
-        rest, self._buffer = self._buffer.strip(), ""
-        if rest:
-            self._speak(rest)
-
-    def _speak(self, sentence: str) -> None:
-        self.sentences += 1
-        if self.tts is not None:
-            self.tts.add_text(sentence)
-
-
-def run_turn(llm: LLMBackend, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+def run_turn(llm: LLMBackend, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
     """Stream the events of one turn; closing the iterator cancels the turn."""
     return task_stream(lambda queue: _produce(llm, request, queue), "coda turn")
 
@@ -106,31 +83,34 @@ async def _produce(llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[A
     def mark(stage: str) -> None:
         timings.setdefault(stage, time.monotonic() - start)
 
-    tts = await request.open_tts() if request.open_tts is not None else None
-    audio_task = asyncio.create_task(_pump_audio(tts, queue, mark)) if tts is not None else None
+    speech = request.speech
+    await speech.start()  # the TTS row is taken while the LLM thinks
+    audio_task = asyncio.create_task(pump_audio(speech, queue, mark)) if speech.speaks else None
     try:
-        answer, error, tool_calls = await _converse(llm, request, queue, tts, mark)
+        answer, error, tool_calls = await _converse(llm, request, queue, mark)
         if audio_task is not None:
             await audio_task
     finally:
         if audio_task is not None and not audio_task.done():
             audio_task.cancel()
             await asyncio.gather(audio_task, return_exceptions=True)
+        await speech.close()
     mark("done")
     await queue.put(TurnDone(answer.strip(), request.route, error, timings, tool_calls))
 
 
 async def _converse(
-    llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[Any], tts: TtsStream | None,
-    mark: Callable[[str], None],
+    llm: LLMBackend, request: TurnRequest, queue: asyncio.Queue[Any], mark: Mark
 ) -> tuple[str, str | None, int]:
-    """The LLM rounds of a turn (text, tool calls, tool results), feeding TTS as it goes.
+    """The LLM rounds of a turn (text, tool calls, tool results), feeding speech as it goes.
     Returns the answer, the LLMError code if it failed, and the number of tool calls."""
-    feeder = SentenceFeeder(tts)
+    speech = request.speech
     messages = list(request.messages)
     schemas = request.toolbox.schemas() if request.toolbox is not None else None
     max_tokens = FAST_MAX_TOKENS if request.route == "fast" else None
     answer, error, tool_calls = "", None, 0
+    # a round's speech waits for the round's end unless it may be spoken before a tool call
+    speech.hold = not (request.parallel and request.speak_before_tools)
     try:
         for iteration in range(request.max_tool_iterations + 1):
             round_text, calls = "", []
@@ -141,12 +121,16 @@ async def _converse(
                     round_text += chunk.text
                     answer += chunk.text
                     await queue.put(TextDelta(chunk.text))
-                    if feeder.push(chunk.text):
+                    if speech.push(chunk.text):
                         mark("llm_first_sentence")
                 calls += chunk.tool_calls
             if not calls or request.toolbox is None:
                 break
-            feeder.flush()  # speak what was said before the tools run
+            speech.flush()  # speak what was said before the tools run
+            if not request.speak_before_tools:
+                speech.discard()
+            elif request.parallel:
+                speech.release()
             messages.append({"role": "assistant", "content": round_text, "tool_calls": calls})
             for call in calls:
                 tool_calls += 1
@@ -160,17 +144,14 @@ async def _converse(
         spoken = err.spoken if not answer else " " + err.spoken
         answer += spoken
         await queue.put(TextDelta(spoken))
-        feeder.push(spoken)
-    feeder.flush()
-    if tts is not None:
-        tts.end_text()
+        speech.push(spoken)
+    speech.end()  # speaks what is still held
     return answer, error, tool_calls
 
 
-async def _pump_audio(tts: TtsStream, queue: asyncio.Queue[Any], mark: Callable[[str], None]) -> None:
-    try:
-        async for frame in tts.audio():
+async def pump_audio(speech: Speech, queue: asyncio.Queue[Any], mark: Mark) -> None:
+    """Put the answer's frames on the turn's queue as they are decoded."""
+    async for frame in speech.frames():
+        if isinstance(frame, np.ndarray):
             mark("tts_first_audio")
             await queue.put(AudioOut(frame))
-    finally:
-        await tts.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from wyoming.info import (
-    Artifact,
     AsrModel,
     AsrProgram,
     Attribution,
@@ -22,7 +21,8 @@ from .config import VoiceConfig
 from .models import ModelStore
 
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
-T = TypeVar("T", bound=Artifact)
+Program = TypeVar("Program", AsrProgram, TtsProgram, HandleProgram)
+Model = TypeVar("Model", AsrModel, TtsVoice, HandleModel)
 CODA = Attribution(name="Coda Voice", url="https://github.com/coda-voice/wyoming-coda")
 
 
@@ -32,15 +32,15 @@ def _model_attribution(source: str) -> Attribution:
     return Attribution(name="Kyutai", url=f"https://huggingface.co/{source}")
 
 
-def _program(cls: type[T], name: str, description: str, **fields: Any) -> T:
+def _program(cls: type[Program], name: str, description: str, **fields: Any) -> Program:
     """A program of this server (installed, at the package version)."""
     attribution = fields.pop("attribution", KYUTAI)
     return cls(name=name, description=description, attribution=attribution, installed=True,
                version=__version__, **fields)
 
 
-def _artifact(cls: type[T], name: str, description: str, attribution: Attribution, installed: bool,
-              languages: list[str]) -> T:
+def _artifact(cls: type[Model], name: str, description: str, attribution: Attribution, installed: bool,
+              languages: list[str]) -> Model:
     """A model or voice of a program."""
     return cls(name=name, description=description, attribution=attribution, installed=installed,
                version=None, languages=languages)

@@ -13,9 +13,13 @@ import asyncio
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -46,8 +50,7 @@ _EXTRACTORS: list[tuple[re.Pattern[str], str, str]] = [
 ]
 _CLAUSE = re.compile(r"(?<=[.!?])\s+|[,;]\s*|\s+(?:and|but)\s+(?=i\b|i'|my\b|call\b|remember\b)", re.I)
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
-_STOP = frozenset("the and you your what when where which who how are was were can could would this that with "
-                  "for from have has had please tell about does did not there their them they its".split())
+_STOP = frozenset(["the", "and", "you", "your", "what", "when", "where", "which", "who", "how", "are", "was", "were", "can", "could", "would", "this", "that", "with", "for", "from", "have", "has", "had", "please", "tell", "about", "does", "did", "not", "there", "their", "them", "they", "its"])
 
 
 @dataclass
@@ -82,9 +85,9 @@ class MemoryStore:
         self._db.executescript(_SCHEMA)
         self._lock = asyncio.Lock()
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         async with self._lock:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _add_turn(self, user_id: str, conversation_id: str, user_text: str, answer: str) -> list[str]:
         now = time.time()

@@ -75,6 +75,8 @@ class Metrics:
         self._tool_calls = Counter("coda_tool_calls", "Tool calls by result", ["result"], registry=r)
         self._errors = Counter("coda_errors", "Errors by kind", ["kind"], registry=r)
         self._interruptions = Counter("coda_interruptions", "Answers interrupted by the user", registry=r)
+        self._late_steps = Counter("coda_duplex_late_steps",
+                                   "Duplex steps slower than moshi.target_latency_ms", registry=r)
         self._routes = Counter("coda_routes", "Turns by route (adaptive mode)", ["route"], registry=r)
         self._connections = Gauge("coda_connections", "Open client connections", ["kind"], registry=r)
         self._occupancy = Gauge("coda_batch_occupancy", "Engine rows in use / capacity", ["engine"], registry=r)
@@ -136,6 +138,9 @@ class Metrics:
     def interruption(self) -> None:
         self.interruptions += 1
         self._interruptions.inc()
+
+    def late_step(self) -> None:
+        self._late_steps.inc()
 
     def connection(self, kind: str, delta: int) -> None:
         self.connections += delta

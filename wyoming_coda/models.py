@@ -14,11 +14,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .checkpoints import model_languages, resolve_checkpoint
 from .config import VoiceConfig, parse_size
 from .engines.batching import StepObserver
+from .engines.lm import LMStack
+from .engines.moshi import MoshiEngine
+from .engines.moshi_compat import load_tts_model
+from .engines.stt import SpeechToText
+from .engines.tts import TextToSpeech
+
+Engine = SpeechToText | TextToSpeech | MoshiEngine
+E = TypeVar("E", SpeechToText, TextToSpeech, MoshiEngine)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,33 +46,6 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@dataclass
-class LMStack:
-    """A streaming Kyutai LM with its audio codec and text tokenizer (STT and Moshi)."""
-
-    info: Any
-    mimi: Any
-    lm: Any
-    tokenizer: Any
-
-
-def _load_lm_stack(info: Any, device: str, dtype: Any) -> LMStack:
-    return LMStack(
-        info=info,
-        mimi=info.get_mimi(device=device),
-        lm=info.get_moshi(device=device, dtype=dtype),
-        tokenizer=info.get_text_tokenizer(),
-    )
-
-
-def _load_tts(info: Any, device: str, dtype: Any, voices: str) -> Any:
-    from moshi.models.tts import TTSModel
-
-    return TTSModel.from_checkpoint_info(
-        info, n_q=info.lm_config["n_q"], voice_repo=voices, device=device, dtype=dtype
-    )
-
-
 def _executor(kind: str) -> ThreadPoolExecutor:
     """One thread per engine: its model calls run in order, engines run side by side."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"coda-{kind}")
@@ -78,7 +59,7 @@ class ModelSlot:
     source: str
     state: str = "pending"  # pending | loading | ready | failed
     error: str | None = None
-    model: Any = None
+    model: Engine | None = None
     load_seconds: float | None = None
     budget_bytes: int | None = None  # vram_allocation of the component
     weights_bytes: int | None = None  # size of its weight files
@@ -118,7 +99,7 @@ class ModelStore:
         budgets = {"stt": config.stt.vram_allocation, "tts": config.tts.vram_allocation,
                    "moshi": config.moshi.vram_allocation}
         self.slots = {
-            kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budgets[kind]) if budgets[kind] else None)
+            kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budget) if (budget := budgets[kind]) else None)
             for kind in components_for_mode(config.mode, config.moshi.duplex)
         }
         llm_budget = config.external_llm.vram_allocation
@@ -139,11 +120,48 @@ class ModelStore:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for slot in self.slots.values():
-            close = getattr(slot.model, "close", None)
-            if close is not None:
-                await close()
+            if slot.model is not None:
+                await slot.model.close()
 
-    async def get(self, kind: str) -> Any:
+    async def stt(self) -> SpeechToText:
+        """The STT engine, waiting while it loads."""
+        return await self._get("stt", SpeechToText)
+
+    async def tts(self) -> TextToSpeech:
+        """The TTS engine, waiting while it loads."""
+        return await self._get("tts", TextToSpeech)
+
+    async def moshi(self) -> MoshiEngine:
+        """The Moshi engine, waiting while it loads."""
+        return await self._get("moshi", MoshiEngine)
+
+    async def wait_all(self) -> None:
+        """Wait until every model of the mode is loaded (or failed: then raise its error)."""
+        for kind in self.slots:
+            await self._ready(kind)
+
+    def loaded_tts(self) -> TextToSpeech | None:
+        """The TTS engine if it is loaded now, else None (never waits)."""
+        engine = self.slots["tts"].model
+        return engine if isinstance(engine, TextToSpeech) else None
+
+    def occupancy(self) -> dict[str, tuple[int, int, int]]:
+        """Per loaded engine: (rows in use, capacity, streams waiting for a row)."""
+        return {kind: (slot.model.scheduler.active, slot.model.capacity, slot.model.scheduler.waiting)
+                for kind, slot in self.slots.items() if slot.model is not None}
+
+    def saturated(self, kind: str) -> bool:
+        """True when every row of the loaded engine `kind` is taken."""
+        active, capacity, _ = self.occupancy().get(kind, (0, 1, 0))
+        return active >= capacity
+
+    async def _get(self, kind: str, cls: type[E]) -> E:
+        engine = await self._ready(kind)
+        if not isinstance(engine, cls):
+            raise ModelNotReadyError(f"the {kind} slot holds a {type(engine).__name__}, not a {cls.__name__}")
+        return engine
+
+    async def _ready(self, kind: str) -> Engine:
         """The loaded model of `kind`, waiting while it loads."""
         slot = self.slots.get(kind)
         if slot is None:
@@ -153,6 +171,7 @@ class ModelStore:
             await self._changed.wait()
         if slot.state == "failed":
             raise ModelNotReadyError(f"the {kind} model failed to load: {slot.error}")
+        assert slot.model is not None
         return slot.model
 
     def memory_report(self) -> dict[str, Any]:
@@ -210,19 +229,15 @@ class ModelStore:
         _LOGGER.info("CUDA allocator capped at %.0f%% of %s (sum of the component budgets)", fraction * 100,
                      _gib(total))
 
-    def _build(self, kind: str, info: Any, dtype: Any) -> Any:
+    def _build(self, kind: str, info: Any, dtype: Any) -> Engine:
         """The engine of `kind` over freshly loaded weights."""
-        from .engines.moshi import MoshiEngine
-        from .engines.stt import SpeechToText
-        from .engines.tts import TextToSpeech
-
         if kind == "stt":
-            stack = _load_lm_stack(info, self.device, dtype)
+            stack = LMStack.load(info, self.device, dtype)
             return SpeechToText(stack, self.config.stt.batch_size, _executor(kind), self.on_step)
         if kind == "tts":
-            model = _load_tts(info, self.device, dtype, self.config.tts.voices)
+            model = load_tts_model(info, self.device, dtype, self.config.tts.voices)
             return TextToSpeech(model, self.config.tts.batch_size, _executor(kind), self.on_step)
-        stack = _load_lm_stack(info, self.device, dtype)
+        stack = LMStack.load(info, self.device, dtype)
         return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind), self.on_step)
 
     async def _load_all(self) -> None:
@@ -242,7 +257,7 @@ class ModelStore:
                 _LOGGER.info("Loaded %s model in %.1f s", slot.kind, slot.load_seconds)
             self._changed.set()
 
-    def _load_one(self, slot: ModelSlot) -> Any:
+    def _load_one(self, slot: ModelSlot) -> Engine:
         import torch
 
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32

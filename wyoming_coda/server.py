@@ -14,10 +14,11 @@ from wyoming.server import AsyncServer
 from .checkpoints import list_voices
 from .config import VoiceConfig
 from .discovery import Advertiser, server_id
-from .handler import CodaEventHandler, Service
+from .handler import CodaEventHandler
 from .http import HttpSide
 from .info import build_info
 from .manager import VoiceManager
+from .services import Connection, Service
 from .services.asr import AsrService
 from .services.handle import HandleService
 from .services.tts import TtsService
@@ -37,28 +38,29 @@ class CodaServer:
 
     def voices(self) -> list[str]:
         """TTS voices: the configured one until the TTS model is loaded, then the repository's."""
-        slot = self.store.slots["tts"]
-        if slot.state != "ready":
+        engine = self.store.loaded_tts()
+        if engine is None:
             return [self.config.tts.voice]
         if self._voices is None:
-            listed = list_voices(self.config.tts.voices, slot.model.voice_suffix)
+            listed = list_voices(self.config.tts.voices, engine.voice_suffix)
             self._voices = sorted(set(listed) | {self.config.tts.voice})
         return self._voices
 
     def info(self) -> Info:
         return build_info(self.config, self.store, self.voices())
 
-    def make_services(self, handler: CodaEventHandler) -> list[Service]:
+    def make_services(self, connection: Connection) -> list[Service]:
         """The per-connection services of a new client."""
-        return [AsrService(handler, self.manager), TtsService(handler, self.manager),
-                HandleService(handler, self.manager)]
+        return [AsrService(connection, self.manager), TtsService(connection, self.manager),
+                HandleService(connection, self.manager)]
 
     async def run(self, stop: asyncio.Event) -> None:
         server_config = self.config.server
-        Path(server_config.data_dir).mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(Path(server_config.data_dir).mkdir, parents=True, exist_ok=True)
         wyoming = AsyncServer.from_uri(server_config.uri)
         http = (
-            HttpSide(self, server_config.http_host, server_config.http_port, server_config.http_token)
+            HttpSide(self.manager, self.server_id, server_config.http_host, server_config.http_port,
+                     server_config.http_token)
             if server_config.http_port
             else None
         )
@@ -73,7 +75,8 @@ class CodaServer:
                 host=server_config.zeroconf_host,
             )
         await self.manager.initialize(wait=False)
-        await wyoming.start(partial(CodaEventHandler, server=self))
+        await wyoming.start(partial(CodaEventHandler, services=self.make_services, info=self.info,
+                                    metrics=self.manager.metrics))
         try:
             if http is not None:
                 await http.start()

@@ -1,6 +1,6 @@
-"""Speech in and out at the manager level: a transcription (format conversion, STT stream,
-VAD, end of turn, audio quality) and WAV helpers. Used by the Wyoming asr service and by
-`VoiceManager.process_voice_*` alike."""
+"""Speech in at the manager level: a transcription (the audio front end, an STT stream, end of
+turn) and WAV helpers. Used by the Wyoming asr service, the voice-stream API and duplex
+sessions alike."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ import io
 import time
 import wave
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import AudioFormatError, StreamConverter, check_format, pcm_to_float, to_s16
+from .audio import AudioFormatError
 from .engines.stt import SttStream
-from .enhance import Enhancer
-from .vad import VAD_RATE, SileroVad
+from .frontend import AudioFrontEnd, AudioQuality
 
 END_OF_TURN_THRESHOLD = 0.6  # moving average of the end-of-turn head, as Kyutai's Unmute
 END_OF_TURN_WINDOW = 4  # frames (320 ms)
-CLIP_LEVEL = 0.99
 
 
 @dataclass
@@ -41,34 +39,30 @@ class VoiceActivity:
 
 
 @dataclass
-class AudioQuality:
-    """Input level, clipping and speech share of one transcription."""
+class Heard:
+    """What one fed chunk gave: the audio the model heard (float32 at its rate) and the VAD
+    onsets / offsets it completed."""
 
-    level_dbfs: float
-    clipping_ratio: float
-    speech_ratio: float
-    snr_db: float | None  # speech windows' energy over the others' (None without both kinds)
+    audio: np.ndarray
+    activity: list[VoiceActivity]
 
 
 class Transcription:
     """One utterance: feed PCM in any format, read text pieces and voice activity as they come."""
 
     def __init__(
-        self, stream: SttStream, vad: SileroVad | None, language: str, enhancer: Enhancer | None = None
+        self, stream: SttStream, front: AudioFrontEnd, language: str,
+        on_final: Callable[[Transcription, float], None] | None = None,
     ) -> None:
         self.stream = stream
-        self.vad = vad
+        self.front = front
         self.language = language
-        self.enhancer = enhancer if enhancer is not None and enhancer.active else None
-        self._stt_audio = StreamConverter(stream.engine.sample_rate)
-        self._vad_audio = StreamConverter(VAD_RATE)
+        self._on_final = on_final  # called once the final text is in, with the seconds since `finish`
+        self._finished_at: float | None = None
         self.pieces: list[str] = []
         self.end_of_speech = asyncio.Event()
         self.heard_speech = False
         self._end_scores: deque[float] = deque(maxlen=END_OF_TURN_WINDOW)
-        self._square_sum = 0.0
-        self._clipped = 0
-        self._samples = 0
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (audio ms at chunk end, arrival)
         self.end_of_speech_delay: float | None = None  # seconds from hearing the end of speech to saying so
 
@@ -76,32 +70,18 @@ class Transcription:
     def text(self) -> str:
         return "".join(self.pieces).strip()
 
-    def feed(self, data: bytes, rate: int, width: int, channels: int) -> list[VoiceActivity]:
-        """Feed PCM; returns the VAD onsets/offsets it completes. Raises AudioFormatError."""
-        check_format(rate, width, channels)
-        self._measure(pcm_to_float(data, width, channels))
-        self._arrivals.append((int(self._samples * 1000 / rate), time.monotonic()))
-        if self.enhancer is not None:  # enhance at 16 kHz, then both paths use the result
-            clean = self.enhancer.process(to_s16(self._vad_audio.convert(data, rate, width, channels)))
-            data, rate, width, channels = clean.tobytes(), VAD_RATE, 2, 1
-            vad_samples = clean.astype(np.float32) / 32768
-        self.stream.feed(self._stt_audio.convert(data, rate, width, channels))
-        if self.vad is None:
-            return []
-        if self.enhancer is None:
-            vad_samples = self._vad_audio.convert(data, rate, width, channels)
-        return [self._activity(e.kind == "started", e.ms, "vad") for e in self.vad.process(vad_samples)]
-
-    def _measure(self, samples: np.ndarray) -> None:
-        self._square_sum += float(np.dot(samples, samples))
-        self._clipped += int(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL))
-        self._samples += samples.size
+    def feed(self, data: bytes, rate: int, width: int, channels: int) -> Heard:
+        """Feed PCM; returns what the model heard. Raises AudioFormatError."""
+        out = self.front.process(data, rate, width, channels)
+        self._arrivals.append((int(self.front.samples * 1000 / rate), time.monotonic()))
+        self.stream.feed(out.audio)
+        return Heard(out.audio, [self._activity(e.kind == "started", e.ms, "vad") for e in out.vad])
 
     @property
     def user_spoke(self) -> bool:
         """Whether the user may have spoken: the VAD heard speech, or there is no VAD. Words the
         model writes while the VAD hears none are not the user talking."""
-        return self.vad is None or self.heard_speech
+        return self.front.vad is None or self.heard_speech
 
     def _activity(self, started: bool, ms: int, source: str) -> VoiceActivity:
         if started:
@@ -115,22 +95,13 @@ class Transcription:
         return VoiceActivity(started, ms, source)
 
     def quality(self) -> AudioQuality | None:
-        if not self._samples:
-            return None
-        rms = (self._square_sum / self._samples) ** 0.5
-        vad = self.vad
-        return AudioQuality(
-            level_dbfs=20 * float(np.log10(max(rms, 1e-9))),
-            clipping_ratio=self._clipped / self._samples,
-            speech_ratio=vad.speech_windows / vad.windows if vad is not None and vad.windows else 0.0,
-            snr_db=vad.snr_db() if vad is not None else None,
-        )
+        return self.front.quality()
 
     def finish(self) -> None:
         """End of audio: flush the resampler and the model's delay."""
-        self.stream.feed(self._stt_audio.flush())
-        silence = self.vad.silence_run_ms / 1000 if self.vad is not None else 0.0
-        self.stream.finish(silence)
+        self._finished_at = time.monotonic()
+        self.stream.feed(self.front.flush())
+        self.stream.finish(self.front.silence_run_ms / 1000)
 
     async def results(self) -> AsyncIterator[TextPiece | VoiceActivity]:
         """Text pieces, and an end-of-turn offset from the model's head, until `finish` is through."""
@@ -141,6 +112,8 @@ class Transcription:
                 yield TextPiece(output.text)
             if self._end_of_turn(output.end_of_turn) and not self.end_of_speech.is_set():
                 yield self._activity(False, int(self.stream.frames_in * frame_ms), "end-of-turn")
+        if self._finished_at is not None and self._on_final is not None:
+            self._on_final(self, time.monotonic() - self._finished_at)
 
     def _end_of_turn(self, score: float | None) -> bool:
         if score is None or not self.heard_speech:

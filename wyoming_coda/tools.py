@@ -64,8 +64,9 @@ class LocalTools:
         if name == "start_timer":
             return self._start_timer(str(arguments.get("name") or "timer"), arguments.get("seconds"))
         if name == "list_timers":
-            now = time.monotonic()
-            return {"timers": [{"name": t.name, "remaining_seconds": round(t.ends_at - now)} for t in self._timers.values()]}
+            clock = time.monotonic()
+            return {"timers": [{"name": t.name, "remaining_seconds": round(t.ends_at - clock)}
+                               for t in self._timers.values()]}
         if name == "cancel_timer":
             timer = self._timers.pop(str(arguments.get("name")), None)
             if timer is None:

@@ -46,7 +46,7 @@ class SileroVad:
         self._session = _session()
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros((1, _CONTEXT), dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         self._sr = np.array(VAD_RATE, dtype=np.int64)
         self.position_ms = 0
         self.in_speech = False

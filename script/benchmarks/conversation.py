@@ -19,13 +19,14 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="coda-bench-hf-")
 
-import torch  # noqa: E402
+import torch
 
-from tests.speech import SENTENCES, make_speech, read_wav  # noqa: E402
-from tests.tinykit import build_tiny_hub  # noqa: E402
-from wyoming_coda.config import ExternalLLMConfig, ServerConfig, VoiceConfig  # noqa: E402
-from wyoming_coda.hybrid import AudioOut, SentenceFeeder, TextDelta, TurnDone  # noqa: E402
-from wyoming_coda.manager import VoiceManager  # noqa: E402
+from tests.speech import SENTENCES, make_speech, read_wav
+from tests.tinykit import build_tiny_hub
+from wyoming_coda.config import ExternalLLMConfig, ServerConfig, VoiceConfig
+from wyoming_coda.hybrid import AudioOut, TextDelta, TurnDone
+from wyoming_coda.manager import VoiceManager
+from wyoming_coda.speaking import Speech
 
 torch.set_num_threads(1)
 
@@ -38,7 +39,7 @@ def smollm2() -> Path:
 
 async def llm_first_sentence(manager: VoiceManager, messages: list[dict]) -> float:
     """Seconds from the request to the first complete sentence, straight from the LLM."""
-    feeder = SentenceFeeder(None)
+    feeder = Speech(None)
     start = time.perf_counter()
     async with contextlib.aclosing(manager.llm.chat(messages)) as stream:
         async for chunk in stream:
@@ -60,8 +61,8 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     await transcription.close()
     stt = time.perf_counter() - end_of_speech
     text = transcription.text or SENTENCES[0]
-    conversation = manager.conversations[conversation_id]
-    first_audio, timings, feeder = None, {}, SentenceFeeder(None)
+    messages = await manager.turn_messages(conversation_id, text)  # the turn's own prompt
+    first_audio, timings, feeder = None, {}, Speech(None)
     turn_start = time.perf_counter()
     async with contextlib.aclosing(manager.process_text(conversation_id, text, speak=True)) as turn:
         async for event in turn:
@@ -77,10 +78,7 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
             elif isinstance(event, TurnDone):
                 break
     assert first_audio is not None
-    # the same prompt as the turn's (history as it was before the turn)
-    conversation.history = conversation.history[:-2]
-    request = await manager._turn_request(conversation, text, manager._route(text), None, None, False, None)
-    baseline = await llm_first_sentence(manager, request.messages)
+    baseline = await llm_first_sentence(manager, messages)
     await manager.end_conversation(conversation_id)
     return {
         "voice_to_voice": first_audio,

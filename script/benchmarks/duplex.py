@@ -24,12 +24,12 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="coda-bench-hf-")
 
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
+import aiohttp
+import numpy as np
 
-from tests.serverproc import ServerProcess  # noqa: E402
-from tests.speech import SENTENCES, make_speech, read_wav  # noqa: E402
-from tests.tinykit import build_tiny_hub  # noqa: E402
+from tests.serverproc import ServerProcess
+from tests.speech import SENTENCES, make_speech, read_wav
+from tests.tinykit import build_tiny_hub
 
 FRAME = 1920
 AUDIO, METADATA = 1, 4
@@ -64,20 +64,20 @@ async def one_session(server: ServerProcess, audio: np.ndarray) -> list[float]:
 
 def processor_cost(frames: int = 200) -> dict[str, float]:
     """ms of CPU per 80 ms frame for each audio-processor stage, in this process."""
-    from wyoming_coda.audio import StreamConverter, to_s16
+    from wyoming_coda.audio import Resampler, to_s16
     from wyoming_coda.enhance import Enhancer
     from wyoming_coda.vad import SileroVad
 
     rng = np.random.default_rng(0)
     mic = (rng.standard_normal(FRAME * frames) * 0.05).astype(np.float32)
-    resampler, echo, noise, vad = StreamConverter(16000), Enhancer(True, False, False), Enhancer(False, True, True), SileroVad()
+    resampler, echo, noise, vad = Resampler(16000, exact=True), Enhancer(True, False, False), Enhancer(False, True, True), SileroVad()
 
     def cancel_echo(x: np.ndarray) -> None:
         echo.played(x)
         echo.process(to_s16(x[::3] * 1.0))
 
     stages = {
-        "resample 24k->16k": lambda x: resampler.convert(to_s16(x).tobytes(), 24000, 2, 1),
+        "resample 24k->16k": lambda x: resampler.resample(x, 24000),
         "echo cancellation": cancel_echo,
         "noise suppression + gain": lambda x: noise.process(to_s16(x[:1280])),
         "silero vad": lambda x: vad.process(x[:1280]),

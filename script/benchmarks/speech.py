@@ -28,14 +28,14 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="coda-bench-hf-")
 
-from wyoming.asr import Transcribe  # noqa: E402
-from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
-from wyoming.client import AsyncTcpClient  # noqa: E402
-from wyoming.tts import Synthesize  # noqa: E402
+from wyoming.asr import Transcribe
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.tts import Synthesize
 
-from tests.serverproc import ServerProcess, free_port  # noqa: E402
-from tests.speech import SENTENCES, make_speech, read_wav  # noqa: E402
-from tests.tinykit import build_tiny_hub  # noqa: E402
+from tests.serverproc import ServerProcess, free_port
+from tests.speech import SENTENCES, make_speech, read_wav
+from tests.tinykit import build_tiny_hub
 
 CHUNK_SAMPLES = 1024
 
@@ -95,7 +95,8 @@ async def wall(n: int, job: Callable[[int], Awaitable[object]]) -> float:
 
 def start_peer(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
@@ -20,25 +21,27 @@ _LOGGER = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+In_co = TypeVar("In_co", covariant=True)
+Out_contra = TypeVar("Out_contra", contravariant=True)
 
 
-class SlotStream(Protocol[In, Out]):
+class SlotStream(Protocol[In_co, Out_contra]):
     """What the scheduler needs from a stream."""
 
     def has_work(self) -> bool:
         """True when the stream can take part in the next step."""
 
-    def take(self) -> In:
+    def take(self) -> In_co:
         """The stream's input for the next step (called in the event loop)."""
 
-    def deliver(self, output: Out) -> None:
+    def deliver(self, output: Out_contra) -> None:
         """The step's output for this stream (called in the event loop)."""
 
     def fail(self, message: str) -> None:
         """The step failed for this stream."""
 
 
-StepFn = Callable[[Sequence["In | None"], Sequence[bool]], Sequence["Out | None"]]
+StepFn = Callable[[Sequence[In | None], Sequence[bool]], Sequence[Out | None]]
 StepObserver = Callable[[str, float, int], None]  # (engine, seconds, rows stepped)
 
 
@@ -47,7 +50,7 @@ class BatchScheduler(Generic[In, Out]):
     do not execute this step, resets[i] is True on a row's first step for a new stream."""
 
     def __init__(
-        self, name: str, capacity: int, step: StepFn, executor: ThreadPoolExecutor,
+        self, name: str, capacity: int, step: StepFn[In, Out], executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None,
     ) -> None:
         self.name = name
@@ -116,7 +119,7 @@ class BatchScheduler(Generic[In, Out]):
                 started = time.perf_counter()
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._step, inputs, resets)
-                except Exception:  # noqa: BLE001 - fail the streams of this step, keep serving
+                except Exception:
                     _LOGGER.exception("%s step failed", self.name)
                     for stream in rows:
                         if stream is not None:
@@ -128,20 +131,34 @@ class BatchScheduler(Generic[In, Out]):
                 for i, stream in enumerate(rows):
                     if stream is not None:
                         self.rows_stepped += 1
-                        if self._slots[i] is stream:
-                            stream.deliver(outputs[i])
+                        output = outputs[i]
+                        if self._slots[i] is stream and output is not None:
+                            stream.deliver(output)
 
 
 Item = TypeVar("Item")
 
 
-class BatchedStream(Generic[Item]):
-    """What every engine stream shares: its row and the queue its results are read from."""
+class BatchedStream(ABC, Generic[Item]):
+    """What every engine stream shares: its row and the queue its results are read from; a
+    subclass says when it has work, what its next step takes and what a step's output means."""
 
-    def __init__(self, scheduler: BatchScheduler) -> None:
+    def __init__(self, scheduler: BatchScheduler[Any, Any]) -> None:
         self.scheduler = scheduler
         self.row: int | None = None
         self._results: asyncio.Queue[Item | BaseException | None] = asyncio.Queue()
+
+    @abstractmethod
+    def has_work(self) -> bool:
+        """True when the stream can take part in the next step."""
+
+    @abstractmethod
+    def take(self) -> Any:
+        """The stream's input for the next step (called in the event loop)."""
+
+    @abstractmethod
+    def deliver(self, output: Any) -> None:
+        """The step's output for this stream (called in the event loop)."""
 
     def _emit(self, item: Item) -> None:
         self._results.put_nowait(item)
@@ -173,7 +190,7 @@ class BatchedEngine:
     """What every engine shares: the codec's frame geometry, its thread and its scheduler."""
 
     def __init__(
-        self, name: str, mimi: Any, capacity: int, step: StepFn, executor: ThreadPoolExecutor,
+        self, name: str, mimi: Any, capacity: int, step: StepFn[Any, Any], executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None,
     ) -> None:
         self.capacity = capacity
@@ -181,7 +198,7 @@ class BatchedEngine:
         self.frame_size = int(mimi.frame_size)
         self.frame_rate = float(mimi.frame_rate)
         self._executor = executor
-        self.scheduler: BatchScheduler = BatchScheduler(name, capacity, step, executor, on_step)
+        self.scheduler: BatchScheduler[Any, Any] = BatchScheduler(name, capacity, step, executor, on_step)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn` on the engine's model thread."""

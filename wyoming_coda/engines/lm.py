@@ -1,29 +1,45 @@
 """What the STT and Moshi engines share: a streaming Kyutai LM fed by Mimi-encoded audio
-frames, one batch row per stream."""
+frames, one batch row per stream, and the stack of models behind it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..models import LMStack
 from .batching import BatchedEngine, BatchedStream, StepFn, StepObserver
 
 NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
+
+
+@dataclass
+class LMStack:
+    """A streaming Kyutai LM with its audio codec and text tokenizer (STT and Moshi)."""
+
+    info: Any  # moshi CheckpointInfo
+    mimi: Any  # moshi MimiModel
+    lm: Any  # moshi LMModel
+    tokenizer: Any  # sentencepiece processor
+
+    @classmethod
+    def load(cls, info: Any, device: str, dtype: torch.dtype) -> LMStack:
+        """Load the three models of a resolved checkpoint."""
+        return cls(info=info, mimi=info.get_mimi(device=device), lm=info.get_moshi(device=device, dtype=dtype),
+                   tokenizer=info.get_text_tokenizer())
 
 
 class AudioLMEngine(BatchedEngine):
     """Mimi encoder + LMGen over `capacity` rows; subclasses turn the step's tokens into outputs."""
 
     def __init__(
-        self, name: str, stack: LMStack, capacity: int, step: StepFn, executor: ThreadPoolExecutor,
+        self, name: str, stack: LMStack, capacity: int, step: StepFn[Any, Any], executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None,
     ) -> None:
-        from moshi.models import LMGen
+        from moshi.models.lm import LMGen
 
         super().__init__(name, stack.mimi, capacity, step, executor, on_step)
         self.stack = stack
@@ -46,7 +62,7 @@ class AudioLMEngine(BatchedEngine):
     def _piece(self, token: int) -> str:
         if token in NO_TEXT or token < 0:
             return ""
-        return self.stack.tokenizer.id_to_piece(token).replace("▁", " ")
+        return str(self.stack.tokenizer.id_to_piece(token)).replace("▁", " ")
 
     def _encode(self, frames: Sequence[np.ndarray | None], resets: Sequence[bool]) -> torch.Tensor:
         """Reset the rows of new streams, mask idle rows, Mimi-encode this step's frames."""
@@ -62,4 +78,5 @@ class AudioLMEngine(BatchedEngine):
         for row, frame in enumerate(frames):
             if frame is not None:
                 pcm[row, 0] = frame
-        return mimi.encode(torch.from_numpy(pcm).to(device))
+        codes: torch.Tensor = mimi.encode(torch.from_numpy(pcm).to(device))
+        return codes

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models import LMStack
 from .batching import BatchedStream, StepObserver
-from .lm import AudioLMEngine
+from .lm import AudioLMEngine, LMStack
 
 
 @dataclass
@@ -32,7 +31,7 @@ class MoshiSession(BatchedStream[MoshiOutput]):
     def __init__(self, engine: MoshiEngine) -> None:
         super().__init__(engine.scheduler)
         self.engine = engine
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer: np.ndarray = np.zeros(0, dtype=np.float32)
         self._frames: deque[np.ndarray] = deque()
         self.frames_in = 0
 
@@ -84,6 +83,7 @@ class MoshiEngine(AudioLMEngine):
     def _step(self, inputs: Sequence[np.ndarray | None], resets: Sequence[bool]) -> list[MoshiOutput | None]:
         mimi = self.stack.mimi
         tokens = self._lm_gen.step(self._encode(inputs, resets))
+        assert tokens is not None  # out-of-sync support: every step returns tokens (-1 where not yet valid)
         active = torch.tensor([x is not None for x in inputs], device=self.device)
         audio = tokens[:, 1:]
         valid = (audio >= 0).all(dim=1)[:, 0] & active

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models import LMStack
 from .batching import BatchedStream, StepObserver
-from .lm import AudioLMEngine
+from .lm import AudioLMEngine, LMStack
 
 END_OF_TURN_HEAD = 2  # the extra head Kyutai's tools read as "the speaker has finished"
 
@@ -39,7 +38,7 @@ class SttStream(BatchedStream[SttOutput]):
     def __init__(self, engine: SpeechToText) -> None:
         super().__init__(engine.scheduler)
         self.engine = engine
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer: np.ndarray = np.zeros(0, dtype=np.float32)
         self._frames: deque[SttFrame] = deque()
         self._finished = False
         self.frames_in = 0
@@ -136,7 +135,9 @@ class SpeechToText(AudioLMEngine):
         self, inputs: Sequence[SttFrame | None], resets: Sequence[bool]
     ) -> list[tuple[SttOutput, bool] | None]:
         codes = self._encode([f.pcm if f is not None else None for f in inputs], resets)
-        tokens, heads = self._lm_gen.step_with_extra_heads(codes)
+        stepped = self._lm_gen.step_with_extra_heads(codes)
+        assert stepped is not None  # out-of-sync support: every step returns tokens (-1 where not yet valid)
+        tokens, heads = stepped
         text_ids = tokens[:, 0, 0].tolist()
         ends = heads[END_OF_TURN_HEAD][:, 0, 0].tolist() if self.has_end_of_turn else None
         return [

@@ -5,7 +5,8 @@ This is moshi's `TTSModel.generate` loop (the DSM state machine feeding words, t
 stream with lookahead, acoustic delays) rewritten per batch row: each row has its own step
 offset, machine state and speaker conditioning, so a stream joins and leaves while the others
 keep generating. Text can be added while a stream runs; a row waits (does not step) while it
-needs words that have not arrived yet.
+needs words that have not arrived yet. A row's generation state lives on the model thread;
+the event loop only hands it new words and reads back whether the row waits for more.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .batching import BatchedEngine, BatchedStream, StepObserver
+from .moshi_compat import cross_attention_modules, set_row_conditions
 
 CFG_COEF = 2.0  # as Kyutai's own TTS server configuration
 MAX_SECONDS_PER_WORD = 2.0
@@ -38,11 +40,31 @@ class _Voice:
 
 @dataclass
 class TtsWork:
-    """What a row needs for its next step, taken in the event loop."""
+    """What a row needs for its next step, taken in the event loop and handed to the model
+    thread (which alone owns the row's state machine)."""
 
-    stream: TtsStream
     voice: _Voice | None  # set on the stream's first step
     words: list[Any] = field(default_factory=list)  # moshi tts.Entry
+    extra_steps: int = 0  # more steps allowed for the new words (or the end)
+    complete: bool = False
+
+
+@dataclass
+class TtsStep:
+    """One step's result for a row, computed in the model thread."""
+
+    pcm: np.ndarray | None
+    finished: bool
+    waiting: bool  # out of words and done speaking the last one: no step until more text
+
+
+@dataclass
+class _Row:
+    """The generation state of one row, owned by the model thread."""
+
+    machine: Any  # moshi tts.State
+    offset: int = 0
+    max_steps: int = 0
     complete: bool = False
 
 
@@ -54,12 +76,13 @@ class TtsStream(BatchedStream[np.ndarray]):
         self.engine = engine
         self._voice: _Voice | None = voice
         self._pending: list[Any] = []
+        self._extra_steps = 0
         self._complete = False
+        self._complete_sent = False
         self._first_chunk = True
-        self.machine = engine.model.machine.new_state([])
-        self.offset = 0
-        self.max_steps = 0
+        self._waiting = True  # never step before the first word
         self.done = False
+        self.steps = 0
         self.frames_out = 0
 
     def add_text(self, text: str) -> None:
@@ -74,39 +97,34 @@ class TtsStream(BatchedStream[np.ndarray]):
                 entries[0].tokens = entries[0].tokens[1:]
         self._first_chunk = False
         self._pending.extend(entries)
-        self.max_steps += int(len(entries) * MAX_SECONDS_PER_WORD * self.engine.frame_rate)
+        self._extra_steps += int(len(entries) * MAX_SECONDS_PER_WORD * self.engine.frame_rate)
         self.engine.scheduler.wake()
 
     def end_text(self) -> None:
         """No more text: generate to the end of what was given."""
         self._complete = True
-        self.max_steps += int(4 * self.engine.frame_rate)
+        self._extra_steps += int(4 * self.engine.frame_rate)
         self.engine.scheduler.wake()
 
     # -- scheduler protocol --
     def has_work(self) -> bool:
         if self.done:
             return False
-        machine = self.machine
-        if self._complete or self._pending or machine.entries or machine.queued:
-            return True
-        # out of words, more to come: finish speaking the last one (its audio lags the text),
-        # then wait without stepping until text arrives (and never step before the first word)
-        if not machine.consumption_times:
-            return False
-        return self.offset - machine.consumption_times[-1] < self.engine.tail_steps
+        return bool(self._pending) or (self._complete and not self._complete_sent) or not self._waiting
 
     def take(self) -> TtsWork:
-        work = TtsWork(self, self._voice, self._pending, self._complete)
-        self._voice, self._pending = None, []
+        work = TtsWork(self._voice, self._pending, self._extra_steps, self._complete)
+        self._voice, self._pending, self._extra_steps = None, [], 0
+        self._complete_sent = self._complete
         return work
 
-    def deliver(self, output: tuple[np.ndarray | None, bool]) -> None:
-        pcm, finished = output
-        if pcm is not None:
+    def deliver(self, output: TtsStep) -> None:
+        self.steps += 1
+        self._waiting = output.waiting
+        if output.pcm is not None:
             self.frames_out += 1
-            self._emit(pcm)
-        if finished:
+            self._emit(output.pcm)
+        if output.finished:
             self.done = True
             self._end()
 
@@ -135,13 +153,10 @@ class TextToSpeech(BatchedEngine):
         self.token_ids = model.machine.token_ids
         self.device = next(model.lm.parameters()).device
         self._voices: dict[str, _Voice] = {}
-        self._rows: list[TtsStream | None] = [None] * capacity
+        self._rows: list[_Row | None] = [None] * capacity  # model thread only
+        self._stepping: list[bool] = [False] * capacity  # rows executed by the current step
         self._lm_gen: Any = None
-        self._cross_attention = [
-            module
-            for module in model.lm.modules()
-            if getattr(module, "cross_attention", False) and hasattr(module, "update_streaming_cross_attention_src")
-        ]
+        self._cross_attention = cross_attention_modules(model.lm)
         if not model.multistream:
             model.lm.dep_q = model.n_q
         # steps from a word entering the text stream to the end of its audio
@@ -178,7 +193,7 @@ class TextToSpeech(BatchedEngine):
         if self.model.multi_speaker:
             try:
                 path = Path(name) if name.endswith(".safetensors") else self.model.get_voice_path(name)
-            except Exception as err:  # noqa: BLE001 - any lookup failure means "no such voice"
+            except Exception as err:
                 raise UnknownVoiceError(f"unknown voice '{name}'") from err
         lm = self.model.lm
         attributes = self._attributes(path)
@@ -195,7 +210,7 @@ class TextToSpeech(BatchedEngine):
 
     @torch.no_grad()
     def _start(self, voice: _Voice) -> None:
-        from moshi.models import LMGen
+        from moshi.models.lm import LMGen
 
         if self._lm_gen is not None:
             return
@@ -212,16 +227,8 @@ class TextToSpeech(BatchedEngine):
         self.model.mimi.streaming_forever(self.capacity)
 
     def _set_voice(self, row: int, voice: _Voice) -> None:
-        state = self._lm_gen._streaming_state
-        if voice.total is not None and state.condition_sum is not None:
-            state.condition_sum[row] = voice.total
-        if voice.cross is not None and state.condition_cross is not None:
-            if voice.cross.shape != state.condition_cross[row].shape:
-                raise UnknownVoiceError("voice embedding does not fit this model")
-            state.condition_cross[row] = voice.cross
-            for module in self._cross_attention:
-                if module._streaming_state is not None:
-                    module.update_streaming_cross_attention_src(state.condition_cross)
+        if not set_row_conditions(self._lm_gen, self._cross_attention, row, voice.total, voice.cross):
+            raise UnknownVoiceError("voice embedding does not fit this model")
 
     def _on_text_logits(self, logits: torch.Tensor) -> None:
         if self.model.padding_bonus:
@@ -229,44 +236,62 @@ class TextToSpeech(BatchedEngine):
 
     def _on_text(self, tokens: torch.Tensor) -> None:
         out = []
-        for row, token in enumerate(tokens.tolist()):
-            stream = self._rows[row]
-            if stream is None:
+        for index, token in enumerate(tokens.tolist()):
+            row = self._rows[index]
+            if row is None or not self._stepping[index]:
                 out.append(self.token_ids.pad)
                 continue
-            machine = stream.machine
-            if not stream._complete and not machine.entries and not machine.queued:
+            machine = row.machine
+            if not row.complete and not machine.entries and not machine.queued:
                 machine.forced_padding = max(machine.forced_padding, 1)  # wait for more words
-            out.append(self.model.machine.process(stream.offset, machine, token)[0])
+            out.append(self.model.machine.process(row.offset, machine, token)[0])
         tokens[:] = torch.tensor(out, dtype=torch.long, device=tokens.device)
 
     def _on_audio(self, audio_tokens: torch.Tensor) -> None:
         lm = self.model.lm
-        for row, stream in enumerate(self._rows):
-            if stream is None:
+        for index, row in enumerate(self._rows):
+            if row is None or not self._stepping[index]:
                 continue
             for q in range(audio_tokens.shape[1]):
-                if stream.offset < lm.delays[q + lm.audio_offset] + self.model.delay_steps:
-                    audio_tokens[row, q] = self.token_ids.zero
+                if row.offset < lm.delays[q + lm.audio_offset] + self.model.delay_steps:
+                    audio_tokens[index, q] = self.token_ids.zero
+
+    def _advance(self, row: _Row) -> tuple[bool, bool]:
+        """After a step: (finished, waiting for more text)."""
+        row.offset += 1
+        machine = row.machine
+        end = machine.end_step
+        finished = (
+            end is not None and row.offset >= end + self.model.delay_steps + self.model.final_padding
+        ) or row.offset >= max(row.max_steps, 1)
+        # out of words, more to come: finish speaking the last one (its audio lags the text)
+        waiting = not row.complete and not machine.entries and not machine.queued and (
+            not machine.consumption_times or row.offset - machine.consumption_times[-1] >= self.tail_steps
+        )
+        return finished, waiting
 
     @torch.no_grad()
-    def _step(
-        self, inputs: Sequence[TtsWork | None], resets: Sequence[bool]
-    ) -> list[tuple[np.ndarray | None, bool] | None]:
+    def _step(self, inputs: Sequence[TtsWork | None], resets: Sequence[bool]) -> list[TtsStep | None]:
         mimi, lm = self.model.mimi, self.model.lm
         device = self.device
         if any(resets):
             mask = torch.tensor(resets, device=device)
             self._lm_gen.reset_streaming(mask)
             mimi.reset_streaming(mask)
-        for row, work in enumerate(inputs):
-            self._rows[row] = work.stream if work is not None else None
+        for index, work in enumerate(inputs):
+            self._stepping[index] = work is not None
             if work is None:
                 continue
+            if resets[index] or self._rows[index] is None:
+                self._rows[index] = _Row(self.model.machine.new_state([]))
+            row = self._rows[index]
+            assert row is not None
             if work.voice is not None:
-                self._set_voice(row, work.voice)
-            work.stream.machine.entries.extend(work.words)
-        exec_mask = torch.tensor([w is not None for w in inputs], device=device)
+                self._set_voice(index, work.voice)
+            row.machine.entries.extend(work.words)
+            row.max_steps += work.extra_steps
+            row.complete = row.complete or work.complete
+        exec_mask = torch.tensor(self._stepping, device=device)
         self._lm_gen.set_exec_mask(exec_mask)
         missing = lm.n_q - lm.dep_q
         input_tokens = torch.full((self.capacity, missing, 1), self.token_ids.zero, dtype=torch.long, device=device)
@@ -274,20 +299,16 @@ class TextToSpeech(BatchedEngine):
         audio = frame[:, 1:] if frame is not None else None
         valid = (audio >= 0).all(dim=1)[:, 0] & exec_mask if audio is not None else exec_mask & False
         pcm = None
-        if bool(valid.any()):
+        if audio is not None and bool(valid.any()):
             mimi.set_exec_mask(valid)
             pcm = mimi.decode(torch.where(valid[:, None, None], audio, 0)).clamp(-1, 1)[:, 0].float().cpu().numpy()
-        results: list[tuple[np.ndarray | None, bool] | None] = []
-        for row, work in enumerate(inputs):
-            if work is None:
+        results: list[TtsStep | None] = []
+        for index, work in enumerate(inputs):
+            row = self._rows[index]
+            if work is None or row is None:
                 results.append(None)
                 continue
-            stream = work.stream
-            stream.offset += 1
-            end = stream.machine.end_step
-            finished = (
-                end is not None and stream.offset >= end + self.model.delay_steps + self.model.final_padding
-            ) or stream.offset >= max(stream.max_steps, 1)
-            results.append((pcm[row].copy() if pcm is not None and bool(valid[row]) else None, finished))
-        self._rows = [None] * self.capacity
+            finished, waiting = self._advance(row)
+            results.append(TtsStep(pcm[index].copy() if pcm is not None and bool(valid[index]) else None,
+                                   finished, waiting))
         return results

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from ..config import ExternalLLMConfig
-from .base import LLMBackend, LLMChunk, LLMError, ToolCall
+from .base import DisabledBackend, LLMBackend, LLMChunk, LLMError, ToolCall
 
 __all__ = ["LLMBackend", "LLMChunk", "LLMError", "ToolCall", "create_backend"]
 
 
-def create_backend(config: ExternalLLMConfig) -> LLMBackend:
-    """The backend named by `config.provider`."""
+def create_backend(config: ExternalLLMConfig, enabled: bool = True) -> LLMBackend:
+    """The backend named by `config.provider` (none when the LLM is disabled)."""
+    if not enabled:
+        return DisabledBackend()
     if config.provider == "ollama":
         from .ollama import OllamaBackend
 

@@ -64,6 +64,41 @@ class LLMBackend(Protocol):
         """Release connections (and an embedded runtime)."""
 
 
+class _Failing:
+    """A stream whose first read raises `error`."""
+
+    def __init__(self, error: LLMError) -> None:
+        self.error = error
+
+    def __aiter__(self) -> _Failing:
+        return self
+
+    async def __anext__(self) -> LLMChunk:
+        raise self.error
+
+
+class DisabledBackend:
+    """No LLM at all (`moshi.external_llm_enabled: false`): every request says so."""
+
+    name = "none"
+    model = ""
+
+    def _error(self) -> LLMError:
+        return LLMError("the external LLM is disabled (moshi.external_llm_enabled: false)",
+                        "My language model is switched off.", "llm-disabled")
+
+    def chat(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        return _Failing(self._error())
+
+    async def check(self) -> None:
+        raise self._error()
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
 def tool_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI / Ollama tool definition."""
     return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}

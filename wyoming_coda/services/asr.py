@@ -5,7 +5,6 @@ VAD and the STT model's end-of-turn head."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from wyoming.asr import (
@@ -21,9 +20,9 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 
 from ..audio import AudioFormatError, check_format
 from ..speech import TextPiece, Transcription, VoiceActivity
+from . import Connection
 
 if TYPE_CHECKING:
-    from ..handler import CodaEventHandler
     from ..manager import VoiceManager
 
 EVENT_TYPES = frozenset(
@@ -34,8 +33,8 @@ EVENT_TYPES = frozenset(
 class AsrService:
     """Streaming transcription for one connection."""
 
-    def __init__(self, handler: CodaEventHandler, manager: VoiceManager) -> None:
-        self.handler = handler
+    def __init__(self, connection: Connection, manager: VoiceManager) -> None:
+        self.connection = connection
         self.manager = manager
         self._language: str | None = None
         self._transcription: Transcription | None = None
@@ -59,54 +58,52 @@ class AsrService:
         try:
             check_format(start.rate, start.width, start.channels)
         except AudioFormatError as err:
-            await self.handler.send_error(f"audio-start: {err}", "unsupported-audio")
+            await self.connection.send_error(f"audio-start: {err}", "unsupported-audio")
             return
         self._transcription = transcription = await self.manager.open_transcription(self._language)
-        await self.handler.write_event(TranscriptStart(language=transcription.language).event())
+        await self.connection.write_event(TranscriptStart(language=transcription.language).event())
         self._reader = asyncio.create_task(self._read(transcription), name="asr reader")
 
     async def _chunk(self, chunk: AudioChunk) -> None:
         if self._transcription is None:
-            await self.handler.send_error("audio-chunk without audio-start", "no-audio-start")
+            await self.connection.send_error("audio-chunk without audio-start", "no-audio-start")
             return
         try:
-            activities = self._transcription.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
+            heard = self._transcription.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
         except AudioFormatError as err:
-            await self.handler.send_error(f"audio-chunk: {err}", "unsupported-audio")
+            await self.connection.send_error(f"audio-chunk: {err}", "unsupported-audio")
             return
-        for activity in activities:
+        for activity in heard.activity:
             await self._voice_event(activity)
 
     async def _voice_event(self, activity: VoiceActivity) -> None:
         if activity.started:
-            await self.handler.write_event(VoiceStarted(timestamp=activity.ms).event())
+            await self.connection.write_event(VoiceStarted(timestamp=activity.ms).event())
         else:
-            await self.handler.write_event(VoiceStopped(timestamp=activity.ms).event())
+            await self.connection.write_event(VoiceStopped(timestamp=activity.ms).event())
 
     async def _read(self, transcription: Transcription) -> None:
         """Send transcript chunks (and end-of-turn) as the model produces them."""
         async for result in transcription.results():
             if isinstance(result, TextPiece):
                 self.manager.events.publish("transcript", speaker="user", text=result.text, final=False)
-                await self.handler.write_event(TranscriptChunk(text=result.text).event())
+                await self.connection.write_event(TranscriptChunk(text=result.text).event())
             else:
                 await self._voice_event(result)
 
     async def _stop(self) -> None:
         transcription, reader = self._transcription, self._reader
         if transcription is None or reader is None:
-            await self.handler.send_error("audio-stop without audio-start", "no-audio-start")
+            await self.connection.send_error("audio-stop without audio-start", "no-audio-start")
             return
-        stop = time.monotonic()
         transcription.finish()
         try:
             await reader
         finally:
             await self.close()
-        self.manager.record_transcription(transcription, time.monotonic() - stop)
         text = transcription.text
-        await self.handler.write_event(Transcript(text=text, language=transcription.language).event())
-        await self.handler.write_event(TranscriptStop().event())
+        await self.connection.write_event(Transcript(text=text, language=transcription.language).event())
+        await self.connection.write_event(TranscriptStop().event())
 
     async def close(self) -> None:
         transcription, reader = self._transcription, self._reader

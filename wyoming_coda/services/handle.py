@@ -23,9 +23,9 @@ from ..llm.base import ToolCall
 from ..manager import ModeNotAvailableError
 from ..personality import Personality
 from ..tools import RemoteTools, ToolError
+from . import Connection
 
 if TYPE_CHECKING:
-    from ..handler import CodaEventHandler
     from ..manager import VoiceManager
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ def _context_problem(context: Any) -> str | None:
 class HandleService:
     """Conversation turns for one connection."""
 
-    def __init__(self, handler: CodaEventHandler, manager: VoiceManager) -> None:
-        self.handler = handler
+    def __init__(self, connection: Connection, manager: VoiceManager) -> None:
+        self.connection = connection
         self.manager = manager
         self._turn: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[tuple[Any, str | None]]] = {}
@@ -76,7 +76,7 @@ class HandleService:
         context = transcript.context or {}
         problem = _context_problem(context)
         if problem:
-            await self.handler.send_error(f"transcript: {problem}", "malformed-event")
+            await self.connection.send_error(f"transcript: {problem}", "malformed-event")
             return
         await self.close()  # a new request replaces (barge-in) the one in progress
         self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
@@ -84,7 +84,7 @@ class HandleService:
     async def _tool_result(self, data: dict[str, Any]) -> None:
         future = self._pending.pop(str(data.get("id")), None)
         if future is None:
-            await self.handler.send_error(f"{TOOL_RESULT}: no tool call with id {data.get('id')!r}", "unknown-tool-call")
+            await self.connection.send_error(f"{TOOL_RESULT}: no tool call with id {data.get('id')!r}", "unknown-tool-call")
             return
         if not future.done():
             error = data.get("error")
@@ -93,7 +93,7 @@ class HandleService:
     async def _call_remote(self, call: ToolCall) -> Any:
         future: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
         self._pending[call.id] = future
-        await self.handler.write_event(
+        await self.connection.write_event(
             Event(TOOL_CALL, {"id": call.id, "name": call.name, "arguments": call.arguments})
         )
         try:
@@ -109,10 +109,10 @@ class HandleService:
     async def _run(self, text: str, language: str | None, context: dict[str, Any]) -> None:
         user_id = str(context.get("user_id") or context.get("satellite_id") or context.get("device_id") or "default")
         conversation_id = await self.manager.start_conversation(context.get("conversation_id"), user_id, language,
-                                                                idle_timeout=self.manager.config.integration.conversation_timeout)
+                                                                expire_when_idle=True)
         out_context = {"conversation_id": conversation_id}
         tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
-        await self.handler.write_event(HandledStart(context=out_context).event())
+        await self.connection.write_event(HandledStart(context=out_context).event())
         done: TurnDone | None = None
         try:
             async for event in self.manager.process_text(
@@ -120,17 +120,17 @@ class HandleService:
                 language=language, memory=context.get("memory", True), personality=context.get("personality"),
             ):
                 if isinstance(event, TextDelta):
-                    await self.handler.write_event(HandledChunk(text=event.text).event())
+                    await self.connection.write_event(HandledChunk(text=event.text).event())
                 elif isinstance(event, TurnDone):
                     done = event
         except ModeNotAvailableError as err:
-            await self.handler.send_error(str(err), "mode-not-available")
+            await self.connection.send_error(str(err), "mode-not-available")
             done = TurnDone(str(err), "none", "mode-not-available")
-        await self.handler.write_event(HandledStop().event())
+        await self.connection.write_event(HandledStop().event())
         if done is None or done.error:
-            await self.handler.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
+            await self.connection.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
         else:
-            await self.handler.write_event(Handled(text=done.text, context=out_context).event())
+            await self.connection.write_event(Handled(text=done.text, context=out_context).event())
 
     async def close(self) -> None:
         turn, self._turn = self._turn, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.tts import (
@@ -20,10 +21,10 @@ from wyoming.tts import (
 
 from ..audio import float_to_s16
 from ..engines.tts import UnknownVoiceError
-from ..text import split_sentences
+from ..speaking import SentenceEnd, SentenceStart, Speech
+from . import Connection
 
 if TYPE_CHECKING:
-    from ..handler import CodaEventHandler
     from ..manager import VoiceManager
 
 MAX_TEXT_CHARS = 10_000
@@ -37,12 +38,11 @@ EVENT_TYPES = frozenset(
 class TtsService:
     """Speech synthesis for one connection."""
 
-    def __init__(self, handler: CodaEventHandler, manager: VoiceManager) -> None:
-        self.handler = handler
+    def __init__(self, connection: Connection, manager: VoiceManager) -> None:
+        self.connection = connection
         self.manager = manager
         self._task: asyncio.Task[None] | None = None
-        self._sentences: asyncio.Queue[str | None] | None = None  # set while streaming
-        self._buffer = ""
+        self._stream: Speech | None = None  # set while a streaming synthesis takes text
         self._received = 0
 
     def accepts(self, event_type: str) -> bool:
@@ -50,11 +50,11 @@ class TtsService:
 
     async def handle(self, event: Event) -> None:
         if Synthesize.is_type(event.type):
-            if self._sentences is not None:
+            if self._stream is not None:
                 return  # the whole-text copy that streaming clients send for old servers
             synthesize = Synthesize.from_event(event)
             if len(synthesize.text) > MAX_TEXT_CHARS:
-                await self.handler.send_error(
+                await self.connection.send_error(
                     f"synthesize: text of {len(synthesize.text)} characters exceeds {MAX_TEXT_CHARS}",
                     "text-too-long",
                 )
@@ -62,78 +62,91 @@ class TtsService:
             await self._cancel()
             voice = await self._check_voice(synthesize.voice)
             if voice is not None:
-                self._task = asyncio.create_task(self._speak(voice, synthesize.text))
+                self._task = asyncio.create_task(self._speak_whole(voice, synthesize.text))
         elif SynthesizeStart.is_type(event.type):
             await self._cancel()
             voice = await self._check_voice(SynthesizeStart.from_event(event).voice)
             if voice is not None:
-                self._sentences = asyncio.Queue()
-                self._buffer, self._received = "", 0
-                self._task = asyncio.create_task(self._speak_stream(voice, self._sentences))
+                self._stream, self._received = self.manager.speech(voice, per_sentence=True), 0
+                self._task = asyncio.create_task(self._speak_stream(self._stream))
         elif SynthesizeChunk.is_type(event.type):
             await self._stream_text(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
-            if self._sentences is None:
-                await self.handler.send_error("synthesize-stop without synthesize-start", "no-synthesize-start")
+            if self._stream is None:
+                await self.connection.send_error("synthesize-stop without synthesize-start", "no-synthesize-start")
                 return
-            rest, self._buffer = self._buffer.strip(), ""
-            if rest:
-                self._sentences.put_nowait(rest)
-            self._sentences.put_nowait(None)
-            self._sentences = None
+            self._stream.end()
+            self._stream = None
 
     async def _check_voice(self, voice: object) -> str | None:
         """The voice to speak with, or None after an `unknown-voice` error."""
         try:
             return await self.manager.check_voice(getattr(voice, "name", None))
         except UnknownVoiceError as err:
-            await self.handler.send_error(str(err), "unknown-voice")
+            await self.connection.send_error(str(err), "unknown-voice")
             return None
 
     async def _stream_text(self, text: str) -> None:
-        if self._sentences is None:
-            await self.handler.send_error("synthesize-chunk without synthesize-start", "no-synthesize-start")
+        if self._stream is None:
+            await self.connection.send_error("synthesize-chunk without synthesize-start", "no-synthesize-start")
             return
         self._received += len(text)
         if self._received > MAX_TEXT_CHARS:
-            await self.handler.send_error(
+            await self.connection.send_error(
                 f"synthesize-chunk: streamed text exceeds {MAX_TEXT_CHARS} characters", "text-too-long"
             )
             await self._cancel()
             return
-        sentences, self._buffer = split_sentences(self._buffer + text)
-        for sentence in sentences:
-            self._sentences.put_nowait(sentence)
+        self._stream.push(text)
 
-    async def _speak_stream(self, voice: str, sentences: asyncio.Queue[str | None]) -> None:
-        while (sentence := await sentences.get()) is not None:
-            await self._speak(voice, sentence)
-        await self.handler.write_event(SynthesizeStopped().event())
+    async def _speak_stream(self, speech: Speech) -> None:
+        """One audio block per sentence (closed also when cancelled), then synthesize-stopped."""
+        sent_ms, in_block = 0, False
+        try:
+            async for item in speech.frames():
+                if isinstance(item, SentenceStart):
+                    sent_ms, in_block = 0, True
+                    await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
+                elif isinstance(item, SentenceEnd):
+                    in_block = False
+                    await self._write(AudioStop(timestamp=sent_ms).event())
+                else:
+                    sent_ms = await self._send_frame(item, sent_ms)
+        finally:
+            await speech.close()
+            if in_block:
+                await self._write(AudioStop(timestamp=sent_ms).event())
+        await self._write(SynthesizeStopped().event())
 
-    async def _speak(self, voice: str, text: str) -> None:
+    async def _speak_whole(self, voice: str, text: str) -> None:
         """audio-start, one audio-chunk per decoded frame, audio-stop (also when cancelled)."""
-        rate, width, channels = SAMPLE_RATE, 2, 1
-        await self.handler.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+        await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
         sent_ms = 0
-        stream = None
+        speech = self.manager.speech(voice)
         try:
             if text.strip():
-                stream = await self.manager.open_synthesis(voice)
-                stream.add_text(text)
-                stream.end_text()
-                async for frame in stream.audio():
-                    chunk = AudioChunk(rate=rate, width=width, channels=channels,
-                                       audio=float_to_s16(frame), timestamp=sent_ms)
-                    await self.handler.write_event(chunk.event())
-                    sent_ms += len(frame) * 1000 // rate
+                await speech.start()
+                speech.push(text)
+                speech.end()
+                async for item in speech.frames():
+                    if isinstance(item, np.ndarray):
+                        sent_ms = await self._send_frame(item, sent_ms)
         finally:
-            if stream is not None:
-                await stream.close()
-            await self.handler.write_event(AudioStop(timestamp=sent_ms).event())
+            await speech.close()
+            await self._write(AudioStop(timestamp=sent_ms).event())
+
+    async def _send_frame(self, frame: np.ndarray, sent_ms: int) -> int:
+        """Send one frame as an audio-chunk; returns the audio time sent after it."""
+        chunk = AudioChunk(rate=SAMPLE_RATE, width=2, channels=1, audio=float_to_s16(frame), timestamp=sent_ms)
+        await self._write(chunk.event())
+        return sent_ms + len(frame) * 1000 // SAMPLE_RATE
+
+    async def _write(self, event: Event) -> None:
+        await self.connection.write_event(event)
 
     async def _cancel(self) -> None:
         """Stop the synthesis in progress (barge-in or a new request)."""
-        self._sentences = None
+        self._stream = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
