@@ -4,6 +4,7 @@ concurrency and batch isolation (tiny STT checkpoint: the text is random but det
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -11,6 +12,8 @@ from wyoming.ping import Ping
 
 from tests.serverproc import ServerProcess, exchange
 from tests.wyoming_io import transcribe
+
+STT_ROWS = 8  # the server's default stt.batch_size
 
 
 async def test_streaming_event_sequence(server: ServerProcess, speech_dir: Path) -> None:
@@ -95,6 +98,20 @@ async def test_bad_audio_gets_errors_and_connection_lives(server: ServerProcess)
         assert answers[-1].data["text"] == "after"
 
 
+async def stt_rows_in_use(server: ServerProcess, rows: int, timeout: float = 30.0) -> None:
+    """Wait until the STT engine has exactly `rows` rows taken (the server's /metrics)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    pattern = re.compile(r'^coda_batch_occupancy\{engine="stt"\} (\S+)$', re.MULTILINE)
+    while True:
+        _, body = await asyncio.to_thread(server.http_fetch, "/metrics")
+        match = pattern.search(body.decode())
+        taken = round(float(match.group(1)) * STT_ROWS) if match else 0
+        if taken == rows:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{taken} STT rows in use, expected {rows}"
+        await asyncio.sleep(0.05)
+
+
 async def test_client_gone_mid_stream_frees_its_row(server: ServerProcess, speech_dir: Path) -> None:
     for _ in range(3):  # more dropped streams than a leak-free batch of 8 could absorb... x3
         clients = []
@@ -104,9 +121,10 @@ async def test_client_gone_mid_stream_frees_its_row(server: ServerProcess, speec
             await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
             await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=b"\1\0" * 8000).event())
             clients.append(client)
-        await asyncio.sleep(0.2)
+        await stt_rows_in_use(server, 4)  # every stream holds its row ...
         for client in clients:
             await client.disconnect()
+        await stt_rows_in_use(server, 0)  # ... and gives it back when its client leaves
 
     async def one(i: int) -> str:
         async with server.client() as client:

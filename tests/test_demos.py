@@ -72,13 +72,21 @@ async def test_websocket_demo_prints_live_events(start_server, ollama: OllamaDou
     from tests.test_handle import handle_turn
 
     server = start_server("--llm-url", ollama.url)
-    demo = asyncio.create_task(run(SCRIPTS / "voice_websocket_demo.py", *server_args(server), "--seconds", "6",
-                                   "--metrics-interval", "1", "--skip-audio"))
-    await asyncio.sleep(2.5)  # the demo is subscribed
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, str(SCRIPTS / "voice_websocket_demo.py"), *server_args(server), "--seconds", "6",
+        "--metrics-interval", "1", "--skip-audio", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert demo.stdout is not None
+    lines: list[str] = []
+    while not lines or " metrics " not in lines[-1]:  # its first snapshot: the demo is subscribed
+        line = await asyncio.wait_for(demo.stdout.readline(), 30)
+        assert line, "".join(lines)
+        lines.append(line.decode())
     ollama.script = [Reply(text="Hello from the test.")]
     await handle_turn(server, "hello", context={"conversation_id": "ws-demo"})
-    code, out, err = await demo
-    assert code == 0, err
+    rest, err = await asyncio.wait_for(demo.communicate(), 60)
+    out = "".join(lines) + rest.decode()
+    assert demo.returncode == 0, err.decode()
     assert re.search(r"conversation_start\s+.*ws-demo", out)
     assert re.search(r"response_generated\s+.*Hello from the test.", out)
     assert re.search(r"metrics\s+1 conversations, 1 turns", out)

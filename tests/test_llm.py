@@ -97,3 +97,27 @@ async def test_json_text_is_held_back_but_prose_streams() -> None:
     assert [c.text for c in prose] == ["The ", "light ", "is on."]
     call = [c async for c in with_text_tool_calls(stream('{"name": "HassTu', 'rnOn", "arguments": {}}'), tools)]
     assert len(call) == 1 and call[0].tool_calls[0].name == "HassTurnOn" and not call[0].text
+
+
+async def test_client_tool_calls_keep_the_llm_history_id() -> None:
+    from wyoming_coda.llm.base import ToolCall, to_wire, tool_schema
+    from wyoming_coda.tools import RemoteTools, Toolbox
+
+    seen: list[ToolCall] = []
+
+    async def answer(call: ToolCall) -> dict[str, bool]:
+        seen.append(call)
+        return {"ok": True}
+
+    remote = RemoteTools([tool_schema("HassTurnOn", "Turn on.", {"type": "object", "properties": {}})], answer)
+    call = ToolCall(name="HassTurnOn", arguments={"name": "kitchen"})
+    assert await Toolbox([remote]).call(call) == ({"ok": True}, None)
+    assert seen[0].id == call.id  # the id on the wire is the one in the history
+    history = {"role": "assistant", "content": "", "tool_calls": [call]}
+    assert to_wire(history, "openai")["tool_calls"][0]["id"] == call.id
+    assert to_wire(history, "openai")["tool_calls"][0]["function"]["arguments"] == '{"name": "kitchen"}'
+    assert to_wire(history, "ollama")["tool_calls"][0] == {"function": {"name": "HassTurnOn",
+                                                                        "arguments": {"name": "kitchen"}}}
+    answered = {"role": "tool", "content": "{}", "tool_call_id": call.id, "name": "HassTurnOn"}
+    assert to_wire(answered, "openai")["tool_call_id"] == call.id
+    assert to_wire(answered, "ollama")["tool_name"] == "HassTurnOn"

@@ -60,3 +60,19 @@ def test_adaptive_routes() -> None:
     assert route_turn("why is the sky blue and what makes sunsets red", True, False).name == "llm"
     assert route_turn("set a timer for ten minutes", True, True).name == "llm"
     assert route_turn("hello", False, False).name == "fallback"
+
+
+def test_integration_offers_the_server_vocabulary() -> None:
+    """The Home Assistant integration (which cannot import the server) lists the same choices."""
+    import re
+
+    from wyoming_coda.personality import TONES, VERBOSITY
+
+    const = (Path(__file__).resolve().parents[1] / "custom_components" / "coda" / "const.py").read_text()
+
+    def offered(name: str) -> list[str]:
+        match = re.search(rf"^{name}: Final = \((.*)\)$", const, re.MULTILINE)
+        assert match is not None, name
+        return re.findall(r'"([^"]+)"', match.group(1))
+
+    assert offered("VERBOSITY_OPTIONS") == list(VERBOSITY) and offered("TONE_OPTIONS") == list(TONES)

@@ -216,8 +216,11 @@ async def test_screenshots_of_a_real_home_assistant(
                                     json={"text": "good evening", "agent_id": agent}) as response:
                 answer = await response.json()
             assert answer["response"]["speech"]["plain"]["speech"] == "Good evening! The house is quiet.", answer
-            await asyncio.sleep(6)  # the next pushed analytics snapshot
-            assert await _template(session, home_assistant.url, api, f"{{{{ states('{turns}') }}}}") == "1"
+            # the next pushed analytics snapshot (every 5 s) brings the turn to the sensor
+            deadline = time.monotonic() + 30
+            while (state := await _template(session, home_assistant.url, api, f"{{{{ states('{turns}') }}}}")) != "1":
+                assert time.monotonic() < deadline, f"{turns} stayed {state}"
+                await asyncio.sleep(0.2)
             device_id = await _template(session, home_assistant.url, api, f"{{{{ device_id('{turns}') }}}}")
 
             await _show(browser, f"{home_assistant.url}/config/devices/device/{device_id}",

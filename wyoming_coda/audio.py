@@ -58,6 +58,27 @@ def float_to_s16(samples: np.ndarray) -> bytes:
     return to_s16(samples).tobytes()
 
 
+class Framer:
+    """Cuts a stream of float32 samples of any chunk size into frames of `size` samples."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buffer: np.ndarray = np.zeros(0, dtype=np.float32)
+
+    def push(self, samples: np.ndarray) -> list[np.ndarray]:
+        """The frames that `samples` completes."""
+        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
+        whole = self._buffer.size // self.size * self.size
+        frames = [self._buffer[i:i + self.size] for i in range(0, whole, self.size)]
+        self._buffer = self._buffer[whole:]
+        return frames
+
+    def rest(self) -> np.ndarray:
+        """The incomplete last frame, zero-padded (empty when there is none)."""
+        rest, self._buffer = self._buffer, np.zeros(0, dtype=np.float32)
+        return np.pad(rest, (0, self.size - rest.size)) if rest.size else rest
+
+
 class Resampler:
     """float32 mono from any rate to `target_rate`. Streaming (soxr keeps its state across
     chunks; a new input rate restarts it), or `exact`: each chunk resampled on its own, so no

@@ -28,7 +28,7 @@ import numpy as np
 import sphn
 from aiohttp import WSMsgType, web
 
-from .audio import float_to_s16
+from .audio import Framer, float_to_s16
 from .speech import TextPiece, Transcription
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class DuplexConnection:
         self.conversation_id = ""
         self._decoder = sphn.OpusStreamReader(24000) if audio_format == "opus" else None
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
-        self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._framer = Framer(FRAME)
         self.muted = False  # the user talked over the assistant: its audio is held back
         self._speaking_frames = 0
         self._last_step = time.monotonic()
@@ -156,10 +156,7 @@ class DuplexConnection:
                 return
             samples = (np.frombuffer(payload, dtype="<f4").astype(np.float32) if width == 4
                        else np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768)
-        self._pending = np.concatenate([self._pending, samples])
-        size = FRAME
-        while self._pending.size >= size:
-            frame, self._pending = self._pending[:size], self._pending[size:]
+        for frame in self._framer.push(samples):
             await self._frame(frame)
 
     async def _frame(self, frame: np.ndarray) -> None:

@@ -110,6 +110,10 @@ class RemoteTools:
     async def call(self, name: str, arguments: dict[str, Any]) -> Any:
         return await self._call(ToolCall(name=name, arguments=arguments))
 
+    async def run(self, call: ToolCall) -> Any:
+        """Run a call the LLM made, under the id it has in the conversation history."""
+        return await self._call(call)
+
 
 class Toolbox:
     """The tools of one turn: several managers behind one name space (first one wins)."""
@@ -133,6 +137,8 @@ class Toolbox:
         if manager is None:
             return None, f"unknown tool {call.name!r}"
         try:
+            if isinstance(manager, RemoteTools):  # the client sees the id the LLM history has
+                return await manager.run(call), None
             return await manager.call(call.name, call.arguments), None
         except asyncio.CancelledError:
             raise

@@ -10,6 +10,8 @@ from importlib.resources import files
 import numpy as np
 import onnxruntime
 
+from .audio import Framer
+
 VAD_RATE = 16000
 CHUNK = 512  # 32 ms at 16 kHz, the model's native window
 _CONTEXT = 64
@@ -46,7 +48,7 @@ class SileroVad:
         self._session = _session()
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros((1, _CONTEXT), dtype=np.float32)
-        self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._framer = Framer(CHUNK)
         self._sr = np.array(VAD_RATE, dtype=np.int64)
         self.position_ms = 0
         self.in_speech = False
@@ -74,11 +76,9 @@ class SileroVad:
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Feed float32 mono audio at 16 kHz; returns the onsets/offsets it completes."""
-        self._pending = np.concatenate([self._pending, samples.astype(np.float32)])
         events: list[VadEvent] = []
         window_ms = CHUNK * 1000 // VAD_RATE
-        while self._pending.size >= CHUNK:
-            window, self._pending = self._pending[:CHUNK], self._pending[CHUNK:]
+        for window in self._framer.push(samples):
             prob = self.probability(window)
             self.position_ms += window_ms
             self.windows += 1

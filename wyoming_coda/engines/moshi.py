@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..audio import Framer
 from .batching import BatchedStream, StepObserver
 from .lm import AudioLMEngine, LMStack
 
@@ -31,17 +32,13 @@ class MoshiSession(BatchedStream[MoshiOutput]):
     def __init__(self, engine: MoshiEngine) -> None:
         super().__init__(engine.scheduler)
         self.engine = engine
-        self._buffer: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._framer = Framer(engine.frame_size)
         self._frames: deque[np.ndarray] = deque()
         self.frames_in = 0
 
     def feed(self, samples: np.ndarray) -> None:
         """Append float32 mono samples at 24 kHz (any length; whole frames are stepped)."""
-        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
-        size = self.engine.frame_size
-        whole = self._buffer.size // size * size
-        self._frames.extend(self._buffer[i:i + size] for i in range(0, whole, size))
-        self._buffer = self._buffer[whole:]
+        self._frames.extend(self._framer.push(samples))
         self.engine.scheduler.wake()
 
     def has_work(self) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..audio import Framer
 from .batching import BatchedStream, StepObserver
 from .lm import AudioLMEngine, LMStack
 
@@ -38,7 +39,7 @@ class SttStream(BatchedStream[SttOutput]):
     def __init__(self, engine: SpeechToText) -> None:
         super().__init__(engine.scheduler)
         self.engine = engine
-        self._buffer: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._framer = Framer(engine.frame_size)
         self._frames: deque[SttFrame] = deque()
         self._finished = False
         self.frames_in = 0
@@ -52,12 +53,7 @@ class SttStream(BatchedStream[SttOutput]):
         if self._finished:
             raise RuntimeError("stream already finished")
         self.samples_fed += samples.size
-        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
-        size = self.engine.frame_size
-        whole = self._buffer.size // size * size
-        for start in range(0, whole, size):
-            self._frames.append(SttFrame(self._buffer[start:start + size], last=False))
-        self._buffer = self._buffer[whole:]
+        self._frames.extend(SttFrame(frame, last=False) for frame in self._framer.push(samples))
         self.engine.scheduler.wake()
 
     def finish(self, trailing_silence: float = 0.0) -> None:
@@ -75,9 +71,9 @@ class SttStream(BatchedStream[SttOutput]):
             self._end()
             return
         size = self.engine.frame_size
-        if self._buffer.size:
-            self._frames.append(SttFrame(np.pad(self._buffer, (0, size - self._buffer.size)), last=False))
-        self._buffer = np.zeros(0, dtype=np.float32)
+        rest = self._framer.rest()
+        if rest.size:
+            self._frames.append(SttFrame(rest, last=False))
         silence = np.zeros(size, dtype=np.float32)
         heard = int(max(trailing_silence, 0.0) * self.engine.frame_rate)
         count = max(1, self.engine.flush_frames - heard)

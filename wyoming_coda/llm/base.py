@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 Message = dict[str, Any]  # {"role", "content", optional "tool_calls": [ToolCall], "tool_call_id", "name"}
 
@@ -97,6 +97,25 @@ class DisabledBackend:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def to_wire(message: Message, style: Literal["ollama", "openai"]) -> dict[str, Any]:
+    """A history message as a chat API wants it: OpenAI-compatible servers take tool calls
+    with ids and JSON-text arguments and answer them by id; Ollama takes argument objects and
+    answers them by tool name."""
+    out: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
+    calls: list[ToolCall] = message.get("tool_calls") or []
+    if calls and style == "openai":
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": json.dumps(c.arguments)}} for c in calls]
+    elif calls:
+        out["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+    if message["role"] == "tool":
+        if style == "openai":
+            out["tool_call_id"] = message.get("tool_call_id", "")
+        else:
+            out["tool_name"] = message.get("name", "")
+    return out
 
 
 def tool_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -11,20 +11,9 @@ import httpx
 import ollama
 
 from ..config import ExternalLLMConfig
-from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, unavailable
+from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, to_wire, unavailable
 
 CONNECT_RETRIES = 2
-
-
-def _to_ollama(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
-    if message.get("tool_calls"):
-        out["tool_calls"] = [
-            {"function": {"name": c.name, "arguments": c.arguments}} for c in message["tool_calls"]
-        ]
-    if message["role"] == "tool":
-        out["tool_name"] = message.get("name", "")
-    return out
 
 
 class OllamaBackend:
@@ -53,7 +42,7 @@ class OllamaBackend:
         for attempt in range(CONNECT_RETRIES + 1):
             try:
                 stream = await self._client.chat(
-                    self.model, messages=[_to_ollama(m) for m in messages], tools=tools or None, stream=True,
+                    self.model, messages=[to_wire(m, "ollama") for m in messages], tools=tools or None, stream=True,
                     think=self.think, keep_alive=self.keep_alive, options=options,
                 )
                 break

@@ -9,21 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, unavailable
+from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, to_wire, unavailable
 
 CONNECT_RETRIES = 2
-
-
-def _to_openai(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
-    if message.get("tool_calls"):
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-            for c in message["tool_calls"]
-        ]
-    if message["role"] == "tool":
-        out["tool_call_id"] = message.get("tool_call_id", "")
-    return out
 
 
 class OpenAIBackend:
@@ -63,7 +51,7 @@ class OpenAIBackend:
     async def chat(
         self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
     ) -> AsyncIterator[LLMChunk]:
-        body: dict[str, Any] = {"model": self.model, "messages": [_to_openai(m) for m in messages], "stream": True}
+        body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m, "openai") for m in messages], "stream": True}
         if tools:
             body["tools"] = tools
         if max_tokens:
