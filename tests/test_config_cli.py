@@ -193,3 +193,18 @@ def test_configuration_reference_is_current() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == config_reference(), (
         "regenerate: python -m wyoming_coda.config > docs/configuration.md"
     )
+
+
+async def test_llm_can_be_switched_off_only_where_no_turn_needs_it() -> None:
+    from wyoming_coda.config import ConfigError, config_from_dict
+    from wyoming_coda.llm import create_backend
+    from wyoming_coda.llm.base import LLMError
+
+    with pytest.raises(ConfigError, match="external_llm_enabled: false needs mode moshi_only"):
+        config_from_dict({"voice_processing": {"moshi": {"external_llm_enabled": False}}})
+    config = config_from_dict({"voice_processing": {"mode": "moshi_only", "moshi": {"external_llm_enabled": False}}})
+    llm = create_backend(config.external_llm, config.moshi.external_llm_enabled)
+    with pytest.raises(LLMError) as err:
+        async for _ in llm.chat([{"role": "user", "content": "hi"}]):
+            pass
+    assert err.value.code == "llm-disabled" and llm.name == "none"

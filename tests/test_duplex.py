@@ -28,8 +28,12 @@ def speech_24k(path: Path) -> np.ndarray:
 
 
 @pytest.fixture
-def duplex_server(start_server) -> ServerProcess:
-    return start_server("--duplex")
+def duplex_server(start_server, tmp_path: Path) -> ServerProcess:
+    from tests.test_handle import config_file
+
+    # a target no step can meet: every late step is flagged and counted
+    return start_server("--duplex", "--config",
+                        config_file(tmp_path, voice_processing={"moshi": {"target_latency_ms": 1}}))
 
 
 async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pace: float = 0.0,
@@ -84,6 +88,8 @@ async def test_pcm_session_frames_both_ways(duplex_server: ServerProcess, speech
 
     metrics = samples(duplex_server)
     assert metrics[("coda_engine_step_seconds_count", (("engine", "moshi"),))] >= len(got[METADATA])
+    late = [json.loads(step)["late"] for step in got[METADATA]]
+    assert any(late) and metrics[("coda_duplex_late_steps_total", ())] >= sum(late)
 
 
 async def test_opus_session(duplex_server: ServerProcess, speech_dir: Path) -> None:

@@ -126,3 +126,64 @@ async def test_barge_in_cancels_the_turn(voice_manager, ollama: OllamaDouble) ->
     tts = voice_manager.store.slots["tts"].model
     assert tts.scheduler.active == 0  # the TTS row was given back
     assert (await voice_manager.get_analytics()).total_turns == 0
+
+
+async def test_voice_api_audio_formats(voice_manager, ollama: OllamaDouble, speech_dir: Path) -> None:
+    """`audio.format` / `sample_rate` / `channels` shape what the voice API takes and gives."""
+    import numpy as np
+    import soxr
+    import sphn
+
+    from wyoming_coda.speech import read_wav_bytes
+
+    pcm, rate, _, _ = read_wav_bytes((speech_dir / "s0.wav").read_bytes())
+    mono = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    audio = voice_manager.config.audio
+    audio.format, audio.sample_rate, audio.channels = "pcm", 16000, 2
+    stereo_16k = np.repeat(soxr.resample(mono, rate, 16000), 2)
+    ollama.script = [Reply(text="Raw audio heard.")]
+    conversation_id = await voice_manager.start_conversation()
+    response = await voice_manager.process_voice_input(conversation_id, (stereo_16k * 32767).astype("<i2").tobytes())
+    assert response.transcript and response.text_content == "Raw audio heard."
+    assert response.audio_data and len(response.audio_data) % 4 == 0 and response.audio_data[:4] != b"RIFF"
+
+    audio.format = "opus"
+    writer = sphn.OpusStreamWriter(24000)
+    ogg = writer.append_pcm(soxr.resample(mono, rate, 24000).astype(np.float32))
+    ogg += writer.append_pcm(np.zeros(24000, dtype=np.float32))  # a second of silence flushes the pages
+    ollama.script = [Reply(text="Opus heard.")]
+    response = await voice_manager.process_voice_input(conversation_id, ogg)
+    assert response.transcript and response.audio_data.startswith(b"OggS")
+    decoded = sphn.OpusStreamReader(24000).append_bytes(response.audio_data)
+    assert decoded.size > 0
+
+
+async def test_answer_spoken_after_the_llm_without_parallel_processing(voice_manager, ollama: OllamaDouble) -> None:
+    from wyoming_coda.hybrid import AudioOut, TextDelta
+
+    voice_manager.config.external_llm.parallel_processing = False
+    ollama.script = [Reply(text="One. Two. Three. Four.", delay=0.05)]
+    conversation_id = await voice_manager.start_conversation()
+    kinds = [type(e) async for e in voice_manager.process_text(conversation_id, "count", speak=True)]
+    assert AudioOut in kinds and TextDelta in kinds
+    assert kinds.index(AudioOut) > max(i for i, k in enumerate(kinds) if k is TextDelta)
+
+
+@pytest.mark.parametrize(("during_speech", "spoken"), [
+    (True, ["Let me check.", "It is sunny."]),
+    (False, ["It is sunny."]),
+])
+async def test_words_before_a_tool_call(voice_manager, ollama: OllamaDouble, during_speech: bool,
+                                        spoken: list[str]) -> None:
+    """With `tool_calling_during_speech` off, a round that ends in a tool call is not spoken."""
+    from wyoming_coda.hybrid import TurnDone, TurnRequest, run_turn
+    from wyoming_coda.tools import LocalTools, Toolbox
+
+    ollama.script = [Reply(text="Let me check. ", tool_calls=[("get_current_time", {})]),
+                     Reply(text="It is sunny.")]
+    speech = voice_manager.speech()
+    request = TurnRequest([{"role": "user", "content": "weather?"}], Toolbox([LocalTools()]), "llm", 3, speech,
+                          speak_before_tools=during_speech)
+    events = [e async for e in run_turn(voice_manager.llm, request)]
+    assert isinstance(events[-1], TurnDone) and events[-1].text == "Let me check. It is sunny."
+    assert speech.spoken == spoken

@@ -109,3 +109,9 @@ async def test_vram_budget_smaller_than_the_model_is_a_clear_error(start_server,
     assert error.startswith("the stt model needs about ") and "vram_allocation budget of 0.1 MiB" in error
     _, data = server.http_get("/api/analytics")
     assert data["vram_usage"]["components"]["stt"]["budget_bytes"] == 100 << 10
+
+
+async def test_events_websocket_can_be_switched_off(start_server, tmp_path: Path) -> None:
+    server = start_server("--config", config_file(tmp_path, integration={"websocket_events": False}))
+    assert server.http_fetch("/api/events")[0] == 404
+    assert server.http_fetch("/api/analytics")[0] == 200

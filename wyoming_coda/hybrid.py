@@ -126,7 +126,8 @@ async def _converse(
                 calls += chunk.tool_calls
             if not calls or request.toolbox is None:
                 break
-            speech.flush()  # speak what was said before the tools run
+            if speech.flush():  # speak what was said before the tools run
+                mark("llm_first_sentence")
             if not request.speak_before_tools:
                 speech.discard()
             elif request.parallel:
@@ -145,6 +146,8 @@ async def _converse(
         answer += spoken
         await queue.put(TextDelta(spoken))
         speech.push(spoken)
+    if speech.flush():  # an answer without a sentence end is one sentence, complete now
+        mark("llm_first_sentence")
     speech.end()  # speaks what is still held
     return answer, error, tool_calls
 

@@ -72,6 +72,7 @@ class Speech:
         self._held: list[str] = []
         self._buffer = ""
         self.sentences = 0
+        self.spoken: list[str] = []  # the sentences handed to TTS, in order
         self._tts: TtsStream | None = None
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()  # per-sentence mode
 
@@ -91,11 +92,13 @@ class Speech:
             self._speak(sentence)
         return bool(sentences)
 
-    def flush(self) -> None:
-        """Speak the unfinished rest now (before a pause such as a tool call)."""
+    def flush(self) -> bool:
+        """Speak the unfinished rest now (before a pause such as a tool call); True when there
+        was a rest to speak."""
         rest, self._buffer = self._buffer.strip(), ""
         if rest:
             self._speak(rest)
+        return bool(rest)
 
     def release(self) -> None:
         """Speak the sentences held back so far."""
@@ -125,6 +128,7 @@ class Speech:
     def _send(self, sentence: str) -> None:
         if self._open_tts is None:
             return
+        self.spoken.append(sentence)
         if self.per_sentence:
             self._queue.put_nowait(sentence)
         else:

@@ -146,7 +146,7 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     return dist[len(hyp)], len(ref)
 
 
-async def main_async(peers_venv: Path | None, seconds: float) -> None:
+async def main_async(peers_venv: Path | None, seconds: float, sessions: list[int]) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
     build_tiny_hub(work / "ckpt", Path(os.environ["HF_HUB_CACHE"]))
@@ -164,7 +164,7 @@ async def main_async(peers_venv: Path | None, seconds: float) -> None:
         await one_session(server, audio[: 24000])  # warm-up
         print(f"\nDuplex sessions sending {seconds:.0f} s of audio in real time (tiny Moshi, 1 torch thread)")
         print(f"  {'sessions':<10} {'round trip p50':>15} {'p95':>8} {'max':>8}   speech-to-speech p50")
-        for n in (1, 4, 8):
+        for n in sessions:
             trips = [t for result in await asyncio.gather(*(one_session(server, audio) for _ in range(n)))
                      for t in result]
             ordered = sorted(trips)
@@ -187,8 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers-venv", type=Path)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--sessions", default="1,4,8", help="concurrent session counts, e.g. 1,4,8")
     args = parser.parse_args()
-    asyncio.run(main_async(args.peers_venv, args.seconds))
+    asyncio.run(main_async(args.peers_venv, args.seconds, sorted({int(n) for n in args.sessions.split(",")})))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ def start_peer(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]
     raise TimeoutError(f"{args[0]} did not start")
 
 
+def _counts(text: str) -> list[int]:
+    return sorted({int(n) for n in text.split(",")})
+
+
 def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -128,7 +132,7 @@ def _peer_paths(peers_python: Path) -> tuple[Path, Path]:
     return Path(whisper), Path(piper)
 
 
-async def main_async(peers_venv: Path, rounds: int) -> None:
+async def main_async(peers_venv: Path, rounds: int, clients: list[int]) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
     build_tiny_hub(work / "ckpt", Path(os.environ["HF_HUB_CACHE"]))
@@ -177,13 +181,15 @@ async def main_async(peers_venv: Path, rounds: int) -> None:
             "tts piper": lambda i: tts_once(piper_port, SENTENCES[i]),
         }
         for name, job in jobs.items():
-            results[name] = {n: await wall(n, job) for n in (1, 4, 8)}
-        print(f"  {'server':<22} {'1':>8} {'4':>8} {'8':>8}   8/1")
+            results[name] = {n: await wall(n, job) for n in clients}
+        low, high = clients[0], clients[-1]
+        print(f"  {'server':<22} " + " ".join(f"{n:>8}" for n in clients) + f"   {high}/{low}")
         for name, walls in results.items():
-            print(f"  {name:<22} " + " ".join(f"{walls[n]:7.2f}s" for n in (1, 4, 8)) + f"   {walls[8] / walls[1]:4.2f}x")
-        print("\n  coda / peer wall time at 8 clients:"
-              f" stt {results['stt coda'][8] / results['stt faster-whisper'][8]:.2f},"
-              f" tts {results['tts coda'][8] / results['tts piper'][8]:.2f}")
+            print(f"  {name:<22} " + " ".join(f"{walls[n]:7.2f}s" for n in clients)
+                  + f"   {walls[high] / walls[low]:4.2f}x")
+        print(f"\n  coda / peer wall time at {high} clients:"
+              f" stt {results['stt coda'][high] / results['stt faster-whisper'][high]:.2f},"
+              f" tts {results['tts coda'][high] / results['tts piper'][high]:.2f}")
         print("\nTargets (tiny models): final transcript <= 50 ms after audio-stop; 8 streams <= 2.5x one.")
         print("Peers: faster-whisper with 2 CPU threads, Piper on onnxruntime; coda with 1 torch thread.")
     finally:
@@ -197,8 +203,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers-venv", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=len(SENTENCES))
+    parser.add_argument("--clients", type=_counts, default=[1, 4, 8], help="concurrency levels, e.g. 1,4,8")
     args = parser.parse_args()
-    asyncio.run(main_async(args.peers_venv, args.rounds))
+    asyncio.run(main_async(args.peers_venv, args.rounds, args.clients))
 
 
 if __name__ == "__main__":

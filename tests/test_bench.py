@@ -1,0 +1,60 @@
+"""Every `script/bench` subcommand as a short smoke run, through the same command a person
+types: it completes and prints its table, which is parsed (no timing is asserted: speed
+targets live in the benchmarks themselves, as ratios against a baseline of the same run)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.serverproc import ROOT
+
+NUMBER = r"(?:\d+\.\d+|nan)"
+
+
+def bench(*args: str, timeout: float = 900) -> str:
+    result = subprocess.run([str(ROOT / "script" / "bench"), *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.mark.timeout(900)
+def test_speech() -> None:
+    """Against wyoming-faster-whisper and wyoming-piper (installed by the bench on first use)."""
+    out = bench("speech", "--rounds", "1", "--clients", "1,2")
+    assert re.search(rf"0\.7 s silence tail \(Home Assistant\)\s+{NUMBER} ms\s+{NUMBER} ms\s+ratio\s+{NUMBER}", out)
+    assert re.search(rf"one sentence\s+{NUMBER} ms\s+{NUMBER} ms\s+ratio", out)
+    for server in ("stt coda", "stt faster-whisper", "tts coda", "tts piper"):
+        assert re.search(rf"{server}\s+{NUMBER}s\s+{NUMBER}s\s+{NUMBER}x", out), server
+    assert re.search(rf"coda / peer wall time at 2 clients: stt {NUMBER}, tts {NUMBER}", out)
+
+
+@pytest.mark.timeout(600)
+def test_conversation() -> None:
+    """Through the public API, with the real SmolLM2 on embedded llama.cpp."""
+    out = bench("conversation", "--rounds", "1")
+    for label in ("STT final transcript after end of speech", "LLM first token", "LLM first sentence",
+                  "TTS first audio", r"voice-to-voice \(end of speech -> first audio\)"):
+        assert re.search(rf"{label}.*\s{NUMBER}$", out, re.MULTILINE), label
+    assert re.search(rf"voice-to-voice / LLM alone\s+{NUMBER}", out)
+
+
+@pytest.mark.timeout(600)
+def test_duplex() -> None:
+    out = bench("duplex", "--seconds", "1", "--sessions", "1,2")
+    rows = re.findall(rf"^\s+(\d+)\s+{NUMBER} ms\s+{NUMBER}\s+{NUMBER}\s+{NUMBER} ms\s+(within|OVER)", out,
+                      re.MULTILINE)
+    assert [r[0] for r in rows] == ["1", "2"], out
+    for stage in ("resample 24k->16k", "echo cancellation", "noise suppression \\+ gain", "silero vad"):
+        assert re.search(rf"{stage}\s+{NUMBER}", out), stage
+
+
+@pytest.mark.timeout(600)
+def test_vram() -> None:
+    out = bench("vram", "--device", "cpu")
+    assert "Memory per component on cpu (tiny checkpoints)" in out
+    for component in ("stt", "tts", "moshi", "external_llm"):
+        assert re.search(rf"^\s+{component}\s+(ready|external)\s", out, re.MULTILINE), component
