@@ -70,6 +70,8 @@ def test_defaults_are_the_real_models() -> None:
     assert config.moshi.model_path == "kyutai/moshika-pytorch-bf16"
     assert config.external_llm.provider == "ollama"
     assert config.server.uri == "tcp://0.0.0.0:10300"
+    # no budget unless the user sets one: Moshi's 15.4 GB of bf16 weights load where they fit
+    assert [c.vram_allocation for c in (config.stt, config.tts, config.moshi)] == [None, None, None]
 
 
 @pytest.mark.parametrize(

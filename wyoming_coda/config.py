@@ -98,7 +98,7 @@ class MoshiConfig:
 
     model_path: str = option(DEFAULT_MOSHI_MODEL, str, "Moshi: Hugging Face repo id or local directory",
                              "--moshi-model")
-    vram_allocation: str | None = option("8GB", _size, "memory budget of Moshi (null: none)")
+    vram_allocation: str | None = option(None, _size, "memory budget of Moshi (null: none, its use is reported)")
     target_latency_ms: int = option(
         200, vol.All(int, vol.Range(min=1)),
         "duplex sessions: a Moshi step slower than this is counted late (step metadata `late`, a metric)")

@@ -29,6 +29,7 @@ import sphn
 from aiohttp import WSMsgType, web
 
 from .audio import Framer, float_to_s16
+from .moshihybrid import DuplexHybrid
 from .speech import TextPiece, Transcription
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class DuplexConnection:
         self._encoder = sphn.OpusStreamWriter(24000) if audio_format == "opus" else None
         self._framer = Framer(FRAME)
         self.muted = False  # the user talked over the assistant: its audio is held back
+        self.hybrid: DuplexHybrid | None = None
+        self._utterance_end: asyncio.Task[None] | None = None
         self._speaking_frames = 0
         self._last_step = time.monotonic()
 
@@ -86,6 +89,7 @@ class DuplexConnection:
             "format": self.format, "session": self.conversation_id,
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
+        self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
                  asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
         self.manager.metrics.connection("duplex", +1)
@@ -93,6 +97,9 @@ class DuplexConnection:
             await self._read()
         finally:
             self.manager.metrics.connection("duplex", -1)
+            if self._utterance_end is not None:
+                self._utterance_end.cancel()
+            await self.hybrid.close()
             await self.session.close()
             for task in tasks:
                 task.cancel()
@@ -104,6 +111,8 @@ class DuplexConnection:
         """The user's side of the live transcript."""
         async for result in transcription.results():
             if isinstance(result, TextPiece):
+                if self.hybrid is not None:
+                    self.hybrid.user_words(result.text)
                 await self.send(_frame(USER_TEXT, result.text.encode()))
                 self.manager.events.publish("transcript", conversation_id=self.conversation_id, speaker="user",
                                             text=result.text, final=False)
@@ -171,7 +180,23 @@ class DuplexConnection:
         for activity in heard.activity:
             await self._user_voice(activity.started)
 
+    async def _notify(self, event: dict[str, Any]) -> None:
+        await self.send(_json(CONTROL, event))
+
+    async def _end_utterance_later(self, delay: float) -> None:
+        """Route the utterance once the STT has caught up with its last words."""
+        await asyncio.sleep(delay)
+        if self.hybrid is not None:
+            await self.hybrid.end_of_utterance()
+
     async def _user_voice(self, started: bool) -> None:
+        if self._utterance_end is not None and not self._utterance_end.done():
+            self._utterance_end.cancel()  # the user goes on: the utterance is not over
+        if started and self.hybrid is not None and self.hybrid.answering:
+            await self.hybrid.interrupt()
+        elif not started and self.transcription is not None:
+            delay = self.transcription.stream.engine.delay_seconds
+            self._utterance_end = asyncio.create_task(self._end_utterance_later(delay), name="duplex utterance end")
         if started and self._speaking_frames > 0 and not self.muted:
             self.muted = True  # from the next frame on, nothing of the assistant goes out
             self.manager.metrics.interruption()
@@ -192,6 +217,8 @@ class DuplexConnection:
         if late:
             self.manager.metrics.late_step()
         if output.text:
+            if self.hybrid is not None:
+                self.hybrid.moshi_words(output.text, output.written)
             await self.send(_frame(TEXT, output.text.encode()))
             self.manager.events.publish("transcript", conversation_id=self.conversation_id, speaker="assistant",
                                         text=output.text, final=False)
@@ -204,7 +231,7 @@ class DuplexConnection:
                     self.transcription.front.played(output.pcm)
             self.manager.events.publish_audio(self.conversation_id, "assistant", output.pcm, muted=self.muted)
         await self.send(_json(METADATA, {"frame": self.session.frames_in if self.session else 0,
-                                         "step_ms": round(step_ms, 1), "late": late, "muted": self.muted,
+                                         "step_ms": round(step_ms, 1), "late": late, "written": output.written, "muted": self.muted,
                                          "user_speaking": bool(self.transcription and self.transcription.front.in_speech)}))
 
     def _encode(self, pcm: np.ndarray) -> bytes:

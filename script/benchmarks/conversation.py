@@ -24,7 +24,7 @@ import torch
 from tests.speech import SENTENCES, make_speech, read_wav
 from tests.tinykit import build_tiny_hub
 from wyoming_coda.config import ExternalLLMConfig, ServerConfig, VoiceConfig
-from wyoming_coda.hybrid import AudioOut, TurnDone
+from wyoming_coda.hybrid import AudioOut, TextDelta
 from wyoming_coda.manager import VoiceManager
 from wyoming_coda.speaking import Speech
 
@@ -62,15 +62,23 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     stt = time.perf_counter() - end_of_speech
     text = transcription.text or SENTENCES[0]
     messages = await manager.turn_messages(conversation_id, text)  # the turn's own prompt
-    first_audio, done = None, None
+    first_audio, timings, feeder = None, {}, Speech(None)
+    turn_start = time.perf_counter()
     async with contextlib.aclosing(manager.process_text(conversation_id, text, speak=True)) as turn:
         async for event in turn:
-            if isinstance(event, AudioOut) and first_audio is None:
+            now = time.perf_counter() - turn_start
+            if isinstance(event, TextDelta):
+                timings.setdefault("llm_first_token", now)
+                timings["llm_last_text"] = now
+                if feeder.push(event.text):
+                    timings.setdefault("llm_first_sentence", now)
+            elif isinstance(event, AudioOut):
+                timings["tts_first_audio"] = now
                 first_audio = time.perf_counter() - end_of_speech
-            elif isinstance(event, TurnDone):
-                done = event
-    assert first_audio is not None and done is not None
-    timings = done.timings  # seconds from the turn's start, measured inside the turn
+                break  # measured: cancel the rest of the answer (a barge-in, for the engines)
+    assert first_audio is not None
+    # an answer without a sentence end is one sentence: complete with the LLM's last words
+    timings.setdefault("llm_first_sentence", timings["llm_last_text"])
     baseline = await llm_first_sentence(manager, messages)
     await manager.end_conversation(conversation_id)
     return {

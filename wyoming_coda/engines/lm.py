@@ -37,14 +37,15 @@ class AudioLMEngine(BatchedEngine):
 
     def __init__(
         self, name: str, stack: LMStack, capacity: int, step: StepFn[Any, Any], executor: ThreadPoolExecutor,
-        on_step: StepObserver | None = None,
+        on_step: StepObserver | None = None, **hooks: Any,
     ) -> None:
+        """`hooks`: LMGen's `on_text_hook` / `on_text_logits_hook` / `on_audio_hook`."""
         from moshi.models.lm import LMGen
 
         super().__init__(name, stack.mimi, capacity, step, executor, on_step)
         self.stack = stack
         self.device = next(stack.lm.parameters()).device
-        self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config)
+        self._lm_gen = LMGen(stack.lm, support_out_of_sync=True, **stack.info.lm_gen_config, **hooks)
         self._started = False
 
     async def _open(self, stream: BatchedStream[Any]) -> None:

@@ -1,0 +1,144 @@
+"""Writing text into Moshi's inner monologue (the engine on the tiny Moshi checkpoint): the
+words come out of its monologue in order, flagged as written, change the audio it makes, and
+stop when the user interrupts."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_duplex import speech_24k
+
+FRAME = 1920
+
+
+@pytest.fixture
+async def engine(tiny_hub):
+    from wyoming_coda.checkpoints import resolve_checkpoint
+    from wyoming_coda.engines.lm import LMStack
+    from wyoming_coda.engines.moshi import MoshiEngine
+
+    stack = LMStack.load(resolve_checkpoint("kyutai/moshika-pytorch-bf16", "moshi"), "cpu", torch.float32)
+    engine = MoshiEngine(stack, 2, ThreadPoolExecutor(1))
+    yield engine
+    await engine.close()
+
+
+async def converse(engine, audio: np.ndarray, say: str | None = None, interrupt_at: int | None = None,
+                   seed: int = 7) -> list:
+    """Moshi's outputs for `audio`, fed frame by frame; `say` is written in before the first frame."""
+    torch.manual_seed(seed)
+    session = await engine.open()
+    try:
+        if say:
+            session.say(say)
+        outputs = []
+        reader = session.outputs()
+        for i in range(len(audio) // FRAME):
+            if i == interrupt_at:
+                session.stop_saying()
+            session.feed(audio[i * FRAME:(i + 1) * FRAME])
+            outputs.append(await anext(reader))
+        return outputs
+    finally:
+        await session.close()
+
+
+async def test_written_words_come_out_in_order_and_change_the_audio(engine, speech_dir: Path) -> None:
+    audio = speech_24k(speech_dir / "s0.wav")
+    codes: list[list[int]] = []  # Moshi's audio tokens, step by step (the tiny Mimi decodes them all alike)
+    engine._lm_gen.on_audio_hook = lambda tokens: codes.append(tokens[0].tolist())
+
+    async def run(say: str | None = None) -> tuple[list, list[list[int]]]:
+        codes.clear()
+        outputs = await converse(engine, audio, say=say)
+        return outputs, list(codes)
+
+    plain, plain_codes = await run()
+    again, again_codes = await run()
+    assert [o.text for o in plain] == [o.text for o in again] and plain_codes == again_codes  # deterministic
+    answer = "the kitchen light is on"
+    told, told_codes = await run(answer)
+    written = "".join(o.text for o in told if o.written)
+    assert written.split() == answer.split()  # every word, in order, in Moshi's own monologue
+    assert not any(o.written for o in plain)
+    assert told_codes != plain_codes  # Moshi's audio follows the written text
+
+
+async def test_interruption_stops_the_written_answer(engine, speech_dir: Path) -> None:
+    audio = speech_24k(speech_dir / "s0.wav")
+    answer = " ".join(["word"] * 40)
+    whole = await converse(engine, audio, say=answer)
+    cut = await converse(engine, audio, say=answer, interrupt_at=3)
+    assert sum(o.written for o in cut) < sum(o.written for o in whole)
+    delay = engine._lm_gen.max_delay
+    assert not any(o.written for o in cut[3 + delay + 1:])  # nothing written after the stop comes out
+
+
+def spoken_form(session, text: str) -> list[str]:
+    """The words of `text` as Moshi's tokenizer can write them (the tiny one lacks some characters)."""
+    from wyoming_coda.engines.lm import NO_TEXT
+
+    tokenizer = session.engine.stack.tokenizer
+    pieces = [tokenizer.id_to_piece(t) for t in session.engine.text_tokens(text) if t not in NO_TEXT]
+    return "".join(pieces).replace("▁", " ").split()
+
+
+async def test_llm_answers_in_moshis_voice(tiny_hub, ollama, tmp_path: Path) -> None:
+    """A duplex session: chit-chat stays with Moshi; a device command goes to the LLM (with its
+    tool call), whose words Moshi then says; what Moshi said before is in the LLM's history."""
+    from tests.ollama_double import Reply
+    from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
+    from wyoming_coda.moshihybrid import DuplexHybrid
+
+    manager = VoiceManager(VoiceConfig(
+        device="cpu", moshi=MoshiConfig(duplex=True), external_llm=ExternalLLMConfig(url=ollama.url),
+        server=ServerConfig(data_dir=str(tmp_path / "data"))))
+    await manager.initialize()
+    session = await manager.open_duplex()
+    notes: list[dict] = []
+
+    async def notify(event: dict) -> None:
+        notes.append(event)
+
+    try:
+        conversation_id = await manager.start_conversation(user_id="duplex")
+        hybrid = DuplexHybrid(manager, session, conversation_id, notify)
+        reader = session.outputs()
+        silence = np.zeros(FRAME, dtype=np.float32)
+
+        async def step() -> object:
+            session.feed(silence)
+            output = await anext(reader)
+            hybrid.moshi_words(output.text, output.written)
+            return output
+
+        hybrid.user_words(" hello there")
+        assert (await hybrid.end_of_utterance()).name == "moshi"
+        own = [await step() for _ in range(10)]
+        assert not any(o.written for o in own) and not hybrid.answering
+
+        answer = "Your tea timer is running."
+        ollama.script = [Reply(tool_calls=[("start_timer", {"name": "tea", "seconds": 60})]), Reply(text=answer)]
+        hybrid.user_words(" set a timer for the tea")
+        assert (await hybrid.end_of_utterance()).name == "llm"
+        outputs = []
+        for _ in range(200):
+            outputs.append(await step())
+            if not hybrid.answering:
+                break
+        assert "".join(o.text for o in outputs if o.written).split() == spoken_form(session, answer)
+        kinds = [n["event"] for n in notes]
+        assert kinds == ["llm_turn", "tool_call", "tool_result", "llm_done"]
+        assert notes[1]["name"] == "start_timer" and notes[2]["error"] is None
+        messages = ollama.requests[0]["messages"]
+        assert {"role": "user", "content": "hello there"} in [{k: m[k] for k in ("role", "content")}
+                                                            for m in messages]
+        assert messages[-1]["content"] == "set a timer for the tea"
+    finally:
+        await session.close()
+        await manager.close()

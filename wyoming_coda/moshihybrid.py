@@ -1,0 +1,118 @@
+"""The Moshi + LLM hybrid of a duplex session.
+
+Moshi converses in real time (turn-taking, backchannels, small talk). When the user asks for
+something Moshi cannot do alone — a device command, a fact, the time, a timer, something from
+memory — the router sends the utterance to the LLM (memory, personality, tools), and the LLM's
+words are written into Moshi's inner monologue as they stream, so Moshi says them in its own
+voice, at its own pace, interruptible like anything it says. While the LLM works Moshi holds
+the floor: its own words are replaced by padding, so it does not invent the answer. Moshi's own
+words go into the conversation history the LLM sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Protocol
+
+from .conversation import Conversations, Route, route_turn
+from .engines.moshi import MoshiSession
+from .hybrid import TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent
+
+Notify = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class VoiceSystem(Protocol):
+    """What the hybrid uses of the voice system (the manager)."""
+
+    conversations: Conversations
+
+    def process_text(
+        self, conversation_id: str, text: str, *, speak: bool = False
+    ) -> AsyncGenerator[TurnEvent, None]: ...
+
+
+class DuplexHybrid:
+    """Routes the utterances of one duplex session between Moshi and the LLM."""
+
+    def __init__(self, voice: VoiceSystem, session: MoshiSession, conversation_id: str, notify: Notify) -> None:
+        self.voice = voice
+        self.session = session
+        self.conversation_id = conversation_id
+        self.notify = notify  # session events for the client: llm turns, tool calls
+        self._heard = ""  # the user's words since the last end of utterance
+        self._unanswered = ""  # utterances Moshi answered itself, not yet in the history
+        self._moshi_said = ""  # Moshi's own words, not yet in the history
+        self._turn: asyncio.Task[None] | None = None
+
+    def route(self, text: str) -> Route:
+        """Moshi for chit-chat, the LLM for what needs knowledge or action."""
+        route = route_turn(text, llm_healthy=True, speech_saturated=False)
+        return route if route.name == "llm" else Route("moshi", route.reason)
+
+    def user_words(self, text: str) -> None:
+        self._heard += text
+
+    def moshi_words(self, text: str, written: bool) -> None:
+        if not written:
+            self._moshi_said += text
+
+    @property
+    def answering(self) -> bool:
+        """An LLM answer is being written or spoken."""
+        return (self._turn is not None and not self._turn.done()) or self.session.writing
+
+    async def end_of_utterance(self) -> Route | None:
+        """The user stopped speaking: route what they said (None when they said nothing)."""
+        text, self._heard = self._heard.strip(), ""
+        if not text:
+            return None
+        route = self.route(text)
+        if route.name == "moshi":
+            self._unanswered = f"{self._unanswered} {text}".strip()
+            return route
+        await self.interrupt()
+        self._record_moshi()
+        self._turn = asyncio.create_task(self._answer(text), name="duplex llm turn")
+        return route
+
+    async def interrupt(self) -> None:
+        """The user talks over the answer: stop writing and cancel the LLM turn."""
+        self.session.stop_saying()
+        self.session.hold_floor(False)
+        turn, self._turn = self._turn, None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            await asyncio.gather(turn, return_exceptions=True)
+
+    def _record_moshi(self) -> None:
+        """What was said between the user and Moshi alone, into the history the LLM sees."""
+        if self._unanswered or self._moshi_said.strip():
+            conversation = self.voice.conversations.get(self.conversation_id)
+            conversation.add_turn(self._unanswered, self._moshi_said.strip())
+        self._unanswered = self._moshi_said = ""
+
+    async def _answer(self, text: str) -> None:
+        self.session.hold_floor(True)
+        await self.notify({"event": "llm_turn", "text": text})
+        try:
+            turn = self.voice.process_text(self.conversation_id, text)
+            async with contextlib.aclosing(turn):
+                async for event in turn:
+                    if isinstance(event, TextDelta):
+                        self.session.hold_floor(False)
+                        self.session.say(event.text)
+                    elif isinstance(event, ToolCalled):
+                        await self.notify({"event": "tool_call", "name": event.call.name,
+                                           "arguments": event.call.arguments})
+                    elif isinstance(event, ToolAnswered):
+                        await self.notify({"event": "tool_result", "name": event.call.name,
+                                           "result": event.result, "error": event.error})
+                    elif isinstance(event, TurnDone):
+                        await self.notify({"event": "llm_done", "text": event.text, "error": event.error})
+        finally:
+            self.session.hold_floor(False)
+
+    async def close(self) -> None:
+        await self.interrupt()
