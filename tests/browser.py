@@ -22,7 +22,8 @@ CHROMIUM = "/usr/bin/chromium"
 class Browser:
     """One Chromium process and one page."""
 
-    def __init__(self, microphone: Path | None = None, size: tuple[int, int] = (1280, 800)) -> None:
+    def __init__(self, microphone: Path | None = None, size: tuple[int, int] = (1280, 800),
+                 ignore_certificate_errors: bool = False) -> None:
         self.port = free_port()
         self.profile = tempfile.mkdtemp(prefix="coda-chromium-")
         media = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -31,10 +32,13 @@ class Browser:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}",
-             f"--window-size={size[0]},{size[1]}", *media, "--autoplay-policy=no-user-gesture-required",
+             f"--window-size={size[0]},{size[1]}", *media,
+             *(["--ignore-certificate-errors"] if ignore_certificate_errors else []), "--autoplay-policy=no-user-gesture-required",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self.prompt_answer: str | None = None  # typed into the page's prompt() dialogs
+        self.prompts: list[str] = []  # the dialogs' messages, in order
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
@@ -60,6 +64,10 @@ class Browser:
         await self._ws.send_json({"id": message_id, "method": method, "params": params})
         while True:
             message = json.loads((await self._ws.receive(timeout=30)).data)
+            if message.get("method") == "Page.javascriptDialogOpening":
+                self.prompts.append(message["params"]["message"])
+                await self._ws.send_json({"id": next(self._ids), "method": "Page.handleJavaScriptDialog", "params": {
+                    "accept": self.prompt_answer is not None, "promptText": self.prompt_answer or ""}})
             if message.get("id") == message_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")

@@ -78,6 +78,7 @@ def test_defaults_are_the_real_models() -> None:
     ("raw", "message"),
     [
         ({"voice_processing": {"mode": "turbo"}}, "voice_processing.mode: value must be one of"),
+        ({"server": {"http_cert": "/etc/coda/cert.pem"}}, "server.http_cert and server.http_key: give both"),
         ({"audio": {"vad_threshold": 1.5}}, "audio.vad_threshold: value must be at most 1"),
         ({"voice_processing": {"moshi": {"vram_allocation": "lots"}}},
          "voice_processing.moshi.vram_allocation: expected a size"),

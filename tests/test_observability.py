@@ -115,3 +115,31 @@ async def test_events_websocket_can_be_switched_off(start_server, tmp_path: Path
     server = start_server("--config", config_file(tmp_path, integration={"websocket_events": False}))
     assert server.http_fetch("/api/events")[0] == 404
     assert server.http_fetch("/api/analytics")[0] == 200
+
+
+async def test_https_side_port_with_a_self_signed_certificate(start_server) -> None:
+    """The fingerprint printed at start is the certificate served, and it survives a restart."""
+    import re
+
+    import aiohttp
+
+    from tests.serverproc import free_port
+
+    https_port = free_port()
+    server = start_server("--http-self-signed", "--https-port", str(https_port))
+
+    def printed() -> str:
+        return re.findall(r"SHA-256 fingerprint ([0-9A-F:]{95})", server.log())[-1]
+
+    async def health(fingerprint: str) -> int:
+        pin = aiohttp.Fingerprint(bytes.fromhex(fingerprint.replace(":", "")))
+        async with aiohttp.ClientSession() as http, http.get(f"https://127.0.0.1:{https_port}/healthz",
+                                                             ssl=pin) as response:
+            return response.status
+
+    first = printed()
+    assert await health(first) == 200
+    assert server.http_fetch("/healthz")[0] == 200  # the plain side port stays for Home Assistant
+    server.terminate()
+    server.start()
+    assert printed() == first and await health(first) == 200

@@ -36,3 +36,30 @@ async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
     assert stats["moshiText"].strip() and stats["userText"].strip()
     assert stats["latencyMs"] is not None and 0 < stats["latencyMs"] < 2000
     assert (ARTIFACTS / "talk-page.png").stat().st_size > 5000
+
+
+async def test_talk_page_over_https_asks_for_the_token_once(start_server, tmp_path: Path) -> None:
+    """From another machine: HTTPS (self-signed here), and a server with a bearer token."""
+    from tests.serverproc import free_port
+
+    https_port = free_port()
+    server: ServerProcess = start_server("--duplex", "--http-self-signed", "--https-port", str(https_port),
+                                         "--http-token", "s3cret-token")
+    microphone = make_speech(tmp_path / "mic.wav", "hello moshi", rate=48000, silence_after=0.5)
+    browser = Browser(microphone, ignore_certificate_errors=True)
+    browser.prompt_answer = "s3cret-token"
+    try:
+        await browser.open(f"https://127.0.0.1:{https_port}/?autostart=1")
+        stats = {}
+        for _ in range(300):
+            stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
+            if stats.get("received", 0) > 10 or stats.get("errors"):
+                break
+            await asyncio.sleep(0.1)
+        kept = await browser.evaluate("localStorage.getItem('codaToken')")
+    finally:
+        await browser.close()
+    assert not stats.get("errors"), stats
+    assert len(browser.prompts) == 1 and "access token" in browser.prompts[0]
+    assert kept == "s3cret-token" and stats["received"] > 10  # the WebSocket got in with the token
+    assert server.http_fetch("/api/analytics")[0] == 401  # the plain side port still wants it too

@@ -32,6 +32,7 @@ DEFAULT_LLM_URL = "http://127.0.0.1:11434"
 DEFAULT_LLM_MODEL = "qwen3:8b"
 DEFAULT_URI = "tcp://0.0.0.0:10300"
 DEFAULT_HTTP_PORT = 10301
+DEFAULT_HTTPS_PORT = 10302
 DEFAULT_ZEROCONF_NAME = "coda-voice"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*$", re.IGNORECASE)
@@ -221,6 +222,16 @@ class ServerConfig:
     data_dir: str = option("data", str, "directory for conversation memory and server state", "--data-dir")
     http_host: str = option("0.0.0.0", str, "address of the HTTP side port", "--http-host")
     http_port: int = option(DEFAULT_HTTP_PORT, _PORT, "HTTP side port; 0 disables it", "--http-port")
+    https_port: int = option(DEFAULT_HTTPS_PORT, _PORT,
+                             "HTTPS side port (the talk page from other machines), with --http-cert/--http-key "
+                             "or --http-self-signed", "--https-port")
+    http_cert: str | None = option(None, vol.Any(None, str), "TLS certificate (PEM) for the HTTPS side port",
+                                   "--http-cert", metavar="FILE")
+    http_key: str | None = option(None, vol.Any(None, str), "TLS private key (PEM) of --http-cert", "--http-key",
+                                  metavar="FILE")
+    http_self_signed: bool = option(False, bool,
+                                    "serve HTTPS with a self-signed certificate kept in the data directory",
+                                    "--http-self-signed", action="store_const", const=True)
     http_token: str | None = option(None, vol.Any(None, vol.All(str, vol.Length(min=8))),
                                     "require 'Authorization: Bearer TOKEN' on the side port (except /healthz)",
                                     "--http-token")
@@ -248,6 +259,8 @@ class VoiceConfig:
             raise ConfigError(f"voice_processing.mode: must be one of {', '.join(MODES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"voice_processing.device: must be one of {', '.join(DEVICES)}")
+        if (self.server.http_cert is None) != (self.server.http_key is None):
+            raise ConfigError("server.http_cert and server.http_key: give both or neither")
         if not self.moshi.external_llm_enabled and self.mode != "moshi_only":
             raise ConfigError(f"voice_processing.moshi.external_llm_enabled: false needs mode moshi_only, "
                               f"{self.mode} mode answers with the LLM")

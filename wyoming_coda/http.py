@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hmac
 import logging
+import ssl
 import weakref
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -157,18 +158,27 @@ def create_app(manager: VoiceManager, server_id: str, token: str | None) -> web.
 
 
 class HttpSide:
-    """Runs the aiohttp app on the side port."""
+    """Runs the aiohttp app on the side port, and on the HTTPS port when TLS is configured
+    (browsers give a page the microphone only on https or localhost)."""
 
-    def __init__(self, manager: VoiceManager, server_id: str, host: str, port: int, token: str | None) -> None:
+    def __init__(
+        self, manager: VoiceManager, server_id: str, host: str, port: int, token: str | None,
+        https: tuple[int, ssl.SSLContext] | None = None,
+    ) -> None:
         self.host, self.port = host, port
+        self.https = https
         self._runner = web.AppRunner(create_app(manager, server_id, token), access_log=None,
                                      shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        _LOGGER.info("HTTP side port on http://%s:%s", self.host, self.port)
+        if self.port:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+            _LOGGER.info("HTTP side port on http://%s:%s", self.host, self.port)
+        if self.https is not None:
+            port, context = self.https
+            await web.TCPSite(self._runner, self.host, port, ssl_context=context).start()
+            _LOGGER.info("HTTPS side port on https://%s:%s", self.host, port)
 
     async def close(self) -> None:
         await self._runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,9 +12,10 @@ from urllib.parse import urlparse
 from wyoming.info import Info
 from wyoming.server import AsyncServer
 
+from . import tls
 from .checkpoints import list_voices
 from .config import VoiceConfig
-from .discovery import Advertiser, server_id
+from .discovery import Advertiser, host_addresses, server_id
 from .handler import CodaEventHandler
 from .http import HttpSide
 from .info import build_info
@@ -54,14 +56,28 @@ class CodaServer:
         return [AsrService(connection, self.manager), TtsService(connection, self.manager),
                 HandleService(connection, self.manager)]
 
+    def _https(self) -> tuple[int, ssl.SSLContext] | None:
+        """The HTTPS port and its TLS context, when a certificate is given or self-signed."""
+        server = self.config.server
+        if server.http_cert and server.http_key:
+            cert, key = Path(server.http_cert), Path(server.http_key)
+        elif server.http_self_signed:
+            cert, key = tls.self_signed(Path(server.data_dir), host_addresses())
+        else:
+            return None
+        context = tls.server_context(cert, key)
+        _LOGGER.info("TLS certificate %s, SHA-256 fingerprint %s", cert, tls.fingerprint(cert))
+        return server.https_port, context
+
     async def run(self, stop: asyncio.Event) -> None:
         server_config = self.config.server
         await asyncio.to_thread(Path(server_config.data_dir).mkdir, parents=True, exist_ok=True)
         wyoming = AsyncServer.from_uri(server_config.uri)
+        https = await asyncio.to_thread(self._https)
         http = (
             HttpSide(self.manager, self.server_id, server_config.http_host, server_config.http_port,
-                     server_config.http_token)
-            if server_config.http_port
+                     server_config.http_token, https)
+            if server_config.http_port or https
             else None
         )
         advertiser = None
