@@ -233,12 +233,42 @@ async def test_conversation_history_and_extra_prompt(start_server, ollama: Ollam
     assert "The user is in the kitchen." in messages[0]["content"]
 
 
-async def test_moshi_only_mode_is_reported_not_available(start_server, ollama: OllamaDouble) -> None:
-    server = start_server("--llm-url", ollama.url, "--mode", "moshi_only")
-    events = await handle_turn(server, "hello")
-    error = next(e for e in events if e.type == "error")
-    assert error.data["code"] == "mode-not-available" and events[-1].type == "not-handled"
-    assert not ollama.requests
+async def test_moshi_only_turns_are_answered_by_moshi_in_its_own_voice(
+    start_server, ollama: OllamaDouble, speech_dir: Path, tmp_path: Path
+) -> None:
+    """An Assist-style turn: the utterance's audio (kept by the asr service) goes to Moshi, its
+    words are the answer, and coda-tts asked for exactly those words plays Moshi's audio."""
+    from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+    from tests.serverproc import exchange
+    from tests.test_observability import samples
+    from tests.wyoming_io import transcribe
+
+    server = start_server("--llm-url", ollama.url, "--mode", "moshi_only",
+                          "--config", config_file(tmp_path, voice_processing={"moshi": {"reply_max_seconds": 3}}))
+    async with server.client() as client:
+        heard = (await transcribe(client, speech_dir / "s0.wav")).text
+    events = await handle_turn(server, heard)
+    answer = events[-1].data["text"]
+    assert events[-1].type == "handled" and answer and chunks(events) == answer
+    assert not ollama.requests  # no LLM in moshi_only mode
+
+    spoken = await exchange(server, [Synthesize(text=answer).event()], until="audio-stop")
+    assert len([e for e in spoken if e.type == "audio-chunk"]) > 2
+    streamed = await exchange(server, [SynthesizeStart().event(), SynthesizeChunk(text=answer[:5]).event(),
+                                       SynthesizeChunk(text=answer[5:]).event(), SynthesizeStop().event()],
+                              until="synthesize-stopped")
+    assert [e.type for e in streamed if e.type != "audio-chunk"] == ["audio-start", "audio-stop",
+                                                                     "synthesize-stopped"]
+    metrics = samples(server)
+    assert metrics[("coda_moshi_spoken_answers_total", ())] == 2  # both in Moshi's voice, not TTS
+    assert metrics[("coda_routes_total", (("route", "moshi"),))] == 1
+
+    typed = await handle_turn(server, "hello there")  # no audio: Moshi hears Kyutai TTS read it
+    assert typed[-1].type == "handled" and typed[-1].data["text"]
+    other = await exchange(server, [Synthesize(text="Something Moshi never said.").event()], until="audio-stop")
+    assert len([e for e in other if e.type == "audio-chunk"]) > 2  # Kyutai TTS as usual
+    assert samples(server)[("coda_moshi_spoken_answers_total", ())] == 2
 
 
 async def test_malformed_tools_and_unknown_results(start_server, ollama: OllamaDouble) -> None:
@@ -262,11 +292,14 @@ async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_pat
     assert events[-1].data["text"] == chunks(events).strip() and len(events[-1].data["text"].split()) > 2
 
 
-async def test_adaptive_mode_routes_each_turn(start_server, ollama: OllamaDouble) -> None:
-    server = start_server("--llm-url", ollama.url, "--mode", "adaptive")
-    await handle_turn(server, "hi there")
+async def test_adaptive_mode_routes_each_turn(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    server = start_server("--llm-url", ollama.url, "--mode", "adaptive",
+                          "--config", config_file(tmp_path, voice_processing={"moshi": {"reply_max_seconds": 2}}))
+    chat = await handle_turn(server, "hi there")
+    assert chat[-1].type == "handled" and chat[-1].data["text"] and not ollama.requests  # Moshi's chit-chat
     await handle_turn(server, "turn on the kitchen light", context={"tools": [TURN_ON]},
                       answer_tool=lambda call: {"result": "ok"})
-    chat, command = ollama.requests[0], ollama.requests[1]
-    assert not chat.get("tools") and chat["options"]["num_predict"] == 60  # the fast path
-    assert command.get("tools") and not (command.get("options") or {}).get("num_predict")
+    (command,) = ollama.requests
+    assert command.get("tools") and not (command.get("options") or {}).get("num_predict")  # the LLM, with tools
+    _, analytics = server.http_get("/api/analytics")
+    assert analytics["routes"] == {"moshi": 1, "llm": 1}

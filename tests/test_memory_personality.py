@@ -60,6 +60,10 @@ def test_adaptive_routes() -> None:
     assert route_turn("why is the sky blue and what makes sunsets red", True, False).name == "llm"
     assert route_turn("set a timer for ten minutes", True, True).name == "llm"
     assert route_turn("hello", False, False).name == "fallback"
+    # with Moshi loaded, chit-chat is Moshi's; saturated speech engines still take the fast path
+    assert route_turn("hi there", True, False, moshi=True).name == "moshi"
+    assert route_turn("thanks a lot", True, True, moshi=True).name == "fast"
+    assert route_turn("turn on the kitchen light", True, False, moshi=True).name == "llm"
 
 
 def test_integration_offers_the_server_vocabulary() -> None:

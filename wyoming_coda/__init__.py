@@ -17,7 +17,7 @@ _CONFIG_NAMES = (
     "AudioConfig", "ExternalLLMConfig", "IntegrationConfig", "MoshiConfig", "PersonalityConfig",
     "ServerConfig", "STTConfig", "TTSConfig", "VoiceConfig",
 )
-_MANAGER_NAMES = ("VoiceManager", "VoiceResponse", "VoiceStreamChunk", "ModeNotAvailableError")
+_MANAGER_NAMES = ("VoiceManager", "VoiceResponse", "VoiceStreamChunk")
 __all__ = [*_CONFIG_NAMES, *_MANAGER_NAMES, "__version__"]
 
 

@@ -108,6 +108,8 @@ class MoshiConfig:
     duplex: bool = option(False, bool, "serve full-duplex Moshi sessions on the HTTP side port in hybrid mode too",
                           "--duplex", action=argparse.BooleanOptionalAction)
     batch_size: int = option(4, _BATCH, "concurrent Moshi sessions stepped in one batch")
+    reply_max_seconds: float = option(15.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=120)),
+                                      "pipeline turns answered by Moshi: the longest answer")
 
 
 @dataclass

@@ -119,13 +119,14 @@ CHITCHAT_MAX_WORDS = 6
 class Route:
     """Where a turn goes and why."""
 
-    name: str  # "llm" (full: tools, memory), "fast" (short answer, no tools) or "fallback"
+    name: str  # "llm" (full: tools, memory), "moshi", "fast" (short answer, no tools) or "fallback"
     reason: str
 
 
-def route_turn(text: str, llm_healthy: bool, speech_saturated: bool) -> Route:
+def route_turn(text: str, llm_healthy: bool, speech_saturated: bool, moshi: bool = False) -> Route:
     """Adaptive mode: device commands and real questions to the LLM with tools; short chit-chat
-    to the fast path; a known-down LLM to the fallback (an immediate spoken apology)."""
+    to Moshi when it is loaded, else to the fast path; a known-down LLM to the fallback (an
+    immediate spoken apology)."""
     if not llm_healthy:
         return Route("fallback", "the LLM failed moments ago")
     words = len(text.split())
@@ -136,5 +137,5 @@ def route_turn(text: str, llm_healthy: bool, speech_saturated: bool) -> Route:
     if _QUESTION.search(text) and words > CHITCHAT_MAX_WORDS:
         return Route("llm", "complex question")
     if words <= CHITCHAT_MAX_WORDS:
-        return Route("fast", "short chit-chat")
+        return Route("moshi" if moshi else "fast", "short chit-chat")
     return Route("llm", "open request")

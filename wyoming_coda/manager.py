@@ -31,15 +31,16 @@ from .llm.base import Message
 from .memory import MemoryStore
 from .metrics import Analytics, Metrics
 from .models import ModelStore
+from .moshiturns import MoshiTurns
 from .personality import Personality, PersonalityStore
 from .speaking import Speaker, Speech
 from .speech import Transcription
 from .tools import LocalTools, ToolManager
-from .turns import MemoryManager, ModeNotAvailableError, PersonalityManager, TurnOptions, TurnRunner
+from .turns import MemoryManager, PersonalityManager, TurnOptions, TurnRunner
 from .voiceformat import VoiceDecoder, VoiceEncoder
 from .voicestream import VoiceStreamChunk, VoiceStreamConductor
 
-__all__ = ["ModeNotAvailableError", "VoiceManager", "VoiceResponse", "VoiceStreamChunk"]
+__all__ = ["VoiceManager", "VoiceResponse", "VoiceStreamChunk"]
 
 
 @dataclass
@@ -74,10 +75,12 @@ class VoiceManager:
         )
         self._memory_store = MemoryStore(data_dir / "memory.db") if config.integration.memory_enabled else None
         self.local_tools = LocalTools(on_timer=self._timer_done)
+        self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds)
+                      if "moshi" in self.store.slots else None)
         self.turns = TurnRunner(
             config, self.llm, self.speaker, self.store, self.metrics, self.events, self._memory_store,
             PersonalityStore(data_dir / "personality.json", default),
-            self.local_tools if config.integration.tools_enabled else None,
+            self.local_tools if config.integration.tools_enabled else None, self.moshi,
         )
         self.analytics = AnalyticsProvider(config.mode, self.metrics, self.store, self.conversations, self.llm,
                                            self.turns.health)
@@ -132,7 +135,10 @@ class VoiceManager:
                              on_final=None if duplex else self._record_transcription)
 
     def _record_transcription(self, transcription: Transcription, seconds_after_stop: float) -> None:
-        """Account a finished transcription (latency, audio quality, event)."""
+        """Account a finished transcription (latency, audio quality, event); keep its audio for
+        Moshi, should the turn of these words go to Moshi."""
+        if self.moshi is not None and transcription.text:
+            self.moshi.heard.put(transcription.text, transcription.audio())
         self.metrics.observe("stt_final", seconds_after_stop)
         if transcription.end_of_speech_delay is not None:
             self.metrics.observe("vad_end_of_speech", transcription.end_of_speech_delay)
@@ -149,6 +155,14 @@ class VoiceManager:
     def speech(self, voice: str | None = None, per_sentence: bool = False) -> Speech:
         """The speaking pipeline: push text, end it, read 80 ms frames (per sentence or one row)."""
         return self.speaker.speech(voice, per_sentence)
+
+    def moshi_answer_audio(self, text: str) -> list[np.ndarray] | None:
+        """Moshi's own audio of an answer it gave in a pipeline turn, if `text` is that answer."""
+        return self.moshi.answers.get(text) if self.moshi is not None else None
+
+    def may_be_moshi_answer(self, text: str) -> bool:
+        """Whether `text` (still streaming in) may become one of Moshi's recent answers."""
+        return self.moshi is not None and self.moshi.answers.may_become(text)
 
     async def open_duplex(self) -> MoshiSession:
         """A full-duplex Moshi session (user frames in, Moshi's frames and text out)."""

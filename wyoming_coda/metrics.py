@@ -75,6 +75,8 @@ class Metrics:
         self._tool_calls = Counter("coda_tool_calls", "Tool calls by result", ["result"], registry=r)
         self._errors = Counter("coda_errors", "Errors by kind", ["kind"], registry=r)
         self._interruptions = Counter("coda_interruptions", "Answers interrupted by the user", registry=r)
+        self._moshi_spoken = Counter("coda_moshi_spoken_answers",
+                                     "Pipeline answers spoken in Moshi's own voice by coda-tts", registry=r)
         self._late_steps = Counter("coda_duplex_late_steps",
                                    "Duplex steps slower than moshi.target_latency_ms", registry=r)
         self._routes = Counter("coda_routes", "Turns by route (adaptive mode)", ["route"], registry=r)
@@ -138,6 +140,9 @@ class Metrics:
     def interruption(self) -> None:
         self.interruptions += 1
         self._interruptions.inc()
+
+    def moshi_spoken_answer(self) -> None:
+        self._moshi_spoken.inc()
 
     def late_step(self) -> None:
         self._late_steps.inc()

@@ -18,6 +18,7 @@ from .audio import AudioFormatError
 from .engines.stt import SttStream
 from .frontend import AudioFrontEnd, AudioQuality
 
+KEPT_AUDIO_SECONDS = 30.0  # the longest utterance whose audio is kept for Moshi
 END_OF_TURN_THRESHOLD = 0.6  # moving average of the end-of-turn head, as Kyutai's Unmute
 END_OF_TURN_WINDOW = 4  # frames (320 ms)
 
@@ -59,6 +60,8 @@ class Transcription:
         self.language = language
         self._on_final = on_final  # called once the final text is in, with the seconds since `finish`
         self._finished_at: float | None = None
+        self._audio: list[np.ndarray] = []  # what the model heard, up to KEPT_AUDIO_SECONDS
+        self._audio_samples = 0
         self.pieces: list[str] = []
         self.end_of_speech = asyncio.Event()
         self.heard_speech = False
@@ -75,6 +78,9 @@ class Transcription:
         out = self.front.process(data, rate, width, channels)
         self._arrivals.append((int(self.front.samples * 1000 / rate), time.monotonic()))
         self.stream.feed(out.audio)
+        if self._audio_samples < KEPT_AUDIO_SECONDS * self.front.model_rate:
+            self._audio.append(out.audio)
+            self._audio_samples += out.audio.size
         return Heard(out.audio, [self._activity(e.kind == "started", e.ms, "vad") for e in out.vad])
 
     @property
@@ -93,6 +99,10 @@ class Transcription:
             if heard is not None and self.end_of_speech_delay is None:
                 self.end_of_speech_delay = time.monotonic() - heard
         return VoiceActivity(started, ms, source)
+
+    def audio(self) -> list[np.ndarray]:
+        """The audio the model heard (float32 at its rate), up to KEPT_AUDIO_SECONDS."""
+        return list(self._audio)
 
     def quality(self) -> AudioQuality | None:
         return self.front.quality()

@@ -19,16 +19,13 @@ from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, Tur
 from .llm.base import LLMBackend
 from .memory import Memory
 from .metrics import Metrics
+from .moshiturns import MoshiTurns
 from .personality import Personality
 from .speaking import Speaker, Speech
 from .tools import Toolbox, ToolManager
 
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
-
-
-class ModeNotAvailableError(Exception):
-    """The configured mode cannot answer in this version."""
 
 
 class MemoryManager(Protocol):
@@ -89,7 +86,7 @@ class TurnRunner:
     def __init__(
         self, config: VoiceConfig, llm: LLMBackend, speaker: Speaker, engines: Saturation,
         metrics: Metrics, events: EventBus, memory: MemoryManager | None, personality: PersonalityManager,
-        tools: ToolManager | None,
+        tools: ToolManager | None, moshi: MoshiTurns | None,
     ) -> None:
         self.config = config
         self.llm = llm
@@ -100,19 +97,17 @@ class TurnRunner:
         self.memory = memory
         self.personality = personality
         self.tools = tools
+        self.moshi = moshi  # None when the mode does not load Moshi
         self.health = LLMHealth()
 
     def route(self, text: str) -> Route:
         """Where a turn with this text goes in the configured mode."""
         mode = self.config.mode
         if mode == "moshi_only":
-            raise ModeNotAvailableError(
-                "moshi_only mode needs Moshi full-duplex answering, which this version does not "
-                "provide yet; use hybrid or adaptive"
-            )
+            return Route("moshi", "moshi_only mode")
         if mode == "hybrid":
             return Route("llm", "hybrid mode")
-        return route_turn(text, self.health.healthy, self.engines.saturated("tts"))
+        return route_turn(text, self.health.healthy, self.engines.saturated("tts"), moshi=self.moshi is not None)
 
     async def messages(self, conversation: Conversation, text: str, route: Route, options: TurnOptions) -> TurnRequest:
         """The LLM request of a turn (system prompt, history, tools), speaking nowhere."""
@@ -134,6 +129,8 @@ class TurnRunner:
         speech = self.speaker.speech(options.voice) if options.speak else Speech(None)
         if route.name == "fallback":
             events = self._fallback(route, speech)
+        elif route.name == "moshi" and self.moshi is not None:
+            events = self._moshi(self.moshi, route, text, options.speak)
         else:
             events = run_turn(self.llm, await self._request(conversation, text, route, options, speech))
         start = time.monotonic()
@@ -196,6 +193,26 @@ class TurnRunner:
         finally:
             await speech.close()
         yield TurnDone(FALLBACK_ANSWER, route.name, "llm-unavailable")
+
+    async def _moshi(
+        self, moshi: MoshiTurns, route: Route, text: str, speak: bool
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Moshi answers from the user's audio of this utterance (typed text: from Kyutai TTS's
+        reading of it); its audio is kept for `coda-tts` to play when asked for these words."""
+        start = time.monotonic()
+        heard = moshi.heard.take(text)
+        if heard is None:
+            heard = await moshi.hear_text(text)
+        reply = await moshi.reply(heard)
+        timings = {"moshi_answer": time.monotonic() - start}
+        if not reply.text:
+            yield TurnDone("", route.name, "moshi-silent", timings)
+            return
+        yield TextDelta(reply.text)
+        if speak:
+            for frame in reply.frames:
+                yield AudioOut(frame)
+        yield TurnDone(reply.text, route.name, None, timings)
 
     async def _finish(
         self, conversation: Conversation, text: str, done: TurnDone, seconds: float, memory: bool

@@ -20,7 +20,6 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 
 from ..hybrid import TextDelta, TurnDone
 from ..llm.base import ToolCall
-from ..manager import ModeNotAvailableError
 from ..personality import Personality
 from ..tools import RemoteTools, ToolError
 from . import Connection
@@ -114,18 +113,14 @@ class HandleService:
         tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
         await self.connection.write_event(HandledStart(context=out_context).event())
         done: TurnDone | None = None
-        try:
-            async for event in self.manager.process_text(
-                conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
-                language=language, memory=context.get("memory", True), personality=context.get("personality"),
-            ):
-                if isinstance(event, TextDelta):
-                    await self.connection.write_event(HandledChunk(text=event.text).event())
-                elif isinstance(event, TurnDone):
-                    done = event
-        except ModeNotAvailableError as err:
-            await self.connection.send_error(str(err), "mode-not-available")
-            done = TurnDone(str(err), "none", "mode-not-available")
+        async for event in self.manager.process_text(
+            conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
+            language=language, memory=context.get("memory", True), personality=context.get("personality"),
+        ):
+            if isinstance(event, TextDelta):
+                await self.connection.write_event(HandledChunk(text=event.text).event())
+            elif isinstance(event, TurnDone):
+                done = event
         await self.connection.write_event(HandledStop().event())
         if done is None or done.error:
             await self.connection.write_event(NotHandled(text=done.text if done else None, context=out_context).event())

@@ -43,7 +43,7 @@ class TtsService:
         self.manager = manager
         self._task: asyncio.Task[None] | None = None
         self._stream: Speech | None = None  # set while a streaming synthesis takes text
-        self._received = 0
+        self._streamed = ""  # its text so far
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TYPES
@@ -60,20 +60,30 @@ class TtsService:
                 )
                 return
             await self._cancel()
-            voice = await self._check_voice(synthesize.voice)
-            if voice is not None:
+            moshi = self.manager.moshi_answer_audio(synthesize.text)
+            voice = None if moshi is not None else await self._check_voice(synthesize.voice)
+            if moshi is not None:
+                self._task = asyncio.create_task(self._play(moshi, streaming=False))
+            elif voice is not None:
                 self._task = asyncio.create_task(self._speak_whole(voice, synthesize.text))
         elif SynthesizeStart.is_type(event.type):
             await self._cancel()
             voice = await self._check_voice(SynthesizeStart.from_event(event).voice)
             if voice is not None:
-                self._stream, self._received = self.manager.speech(voice, per_sentence=True), 0
+                self._stream, self._streamed = self.manager.speech(voice, per_sentence=True), ""
+                # the text may be one of Moshi's answers: speak nothing until it cannot be
+                self._stream.hold = self.manager.may_be_moshi_answer("")
                 self._task = asyncio.create_task(self._speak_stream(self._stream))
         elif SynthesizeChunk.is_type(event.type):
             await self._stream_text(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
             if self._stream is None:
                 await self.connection.send_error("synthesize-stop without synthesize-start", "no-synthesize-start")
+                return
+            moshi = self.manager.moshi_answer_audio(self._streamed) if self._stream.hold else None
+            if moshi is not None:  # Moshi's answer: its own voice instead of TTS
+                await self._cancel()
+                self._task = asyncio.create_task(self._play(moshi, streaming=True))
                 return
             self._stream.end()
             self._stream = None
@@ -90,14 +100,17 @@ class TtsService:
         if self._stream is None:
             await self.connection.send_error("synthesize-chunk without synthesize-start", "no-synthesize-start")
             return
-        self._received += len(text)
-        if self._received > MAX_TEXT_CHARS:
+        self._streamed += text
+        if len(self._streamed) > MAX_TEXT_CHARS:
             await self.connection.send_error(
                 f"synthesize-chunk: streamed text exceeds {MAX_TEXT_CHARS} characters", "text-too-long"
             )
             await self._cancel()
             return
         self._stream.push(text)
+        if self._stream.hold and not self.manager.may_be_moshi_answer(self._streamed):
+            self._stream.hold = False
+            self._stream.release()
 
     async def _speak_stream(self, speech: Speech) -> None:
         """One audio block per sentence (closed also when cancelled), then synthesize-stopped."""
@@ -134,6 +147,19 @@ class TtsService:
         finally:
             await speech.close()
             await self._write(AudioStop(timestamp=sent_ms).event())
+
+    async def _play(self, frames: list[np.ndarray], streaming: bool) -> None:
+        """One of Moshi's answers, in its own voice, as one audio block."""
+        self.manager.metrics.moshi_spoken_answer()
+        await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
+        sent_ms = 0
+        try:
+            for frame in frames:
+                sent_ms = await self._send_frame(frame, sent_ms)
+        finally:
+            await self._write(AudioStop(timestamp=sent_ms).event())
+        if streaming:
+            await self._write(SynthesizeStopped().event())
 
     async def _send_frame(self, frame: np.ndarray, sent_ms: int) -> int:
         """Send one frame as an audio-chunk; returns the audio time sent after it."""
