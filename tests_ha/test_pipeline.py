@@ -5,6 +5,7 @@ switches an exposed demo light; the LLM is the Ollama API test double) -> Coda T
 from __future__ import annotations
 
 import io
+import re
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,15 +30,12 @@ async def _audio(path: Path) -> AsyncIterator[bytes]:
         yield frames[start:start + 640]
 
 
-async def test_assist_pipeline_end_to_end(
-    hass: HomeAssistant, coda_server: Any, ollama: Any, speech: Path, tmp_path: Path
-) -> None:
-    from tests.ollama_double import Reply
-
+async def _coda_pipeline(hass: HomeAssistant, server: Any, tmp_path: Path) -> str:
+    """A pipeline of Coda STT, the Coda agent and Coda TTS (Home Assistant's wyoming integration
+    as the client of the server's asr and tts); returns its id."""
     hass.config.config_dir = str(tmp_path)
-    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
-    await setup_coda(hass, coda_server)
-    wyoming = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": coda_server.port})
+    await setup_coda(hass, server)
+    wyoming = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": server.port})
     wyoming.add_to_hass(hass)
     assert await hass.config_entries.async_setup(wyoming.entry_id)
     await hass.async_block_till_done()
@@ -48,9 +46,11 @@ async def test_assist_pipeline_end_to_end(
         hass, stt_engine_id=stt_id, tts_engine_id=tts_id, pipeline_name="Coda")
     assert pipeline is not None
     await assist_pipeline.async_update_pipeline(hass, pipeline, conversation_engine="conversation.coda_voice")
+    return pipeline.id
 
-    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]), Reply(text=ANSWER)]
-    assert hass.states.get("light.bed_light").state == STATE_OFF
+
+async def _run(hass: HomeAssistant, pipeline_id: str, speech: Path) -> tuple[dict[Any, Any], bytes]:
+    """One voice turn through the pipeline: its events' data by type, and the answer's WAV."""
     events: list[PipelineEvent] = []
     await assist_pipeline.async_pipeline_from_audio_stream(
         hass, context=Context(), event_callback=events.append,
@@ -58,27 +58,64 @@ async def test_assist_pipeline_end_to_end(
             language="", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
             bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
             channel=stt.AudioChannels.CHANNEL_MONO),
-        stt_stream=_audio(speech), pipeline_id=pipeline.id,
+        stt_stream=_audio(speech), pipeline_id=pipeline_id,
         tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
     )
     types = [event.type for event in events]
     assert PipelineEventType.ERROR not in types, [e.data for e in events if e.type is PipelineEventType.ERROR]
     data = {event.type: event.data for event in events}
+    data["progress"] = [event.data for event in events if event.type is PipelineEventType.INTENT_PROGRESS]
+    stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
+    return data, b"".join([chunk async for chunk in stream.async_stream_result()])
+
+
+def _counter(server: Any, name: str) -> float:
+    _, body = server.http_fetch("/metrics")
+    match = re.search(rf"^{name} (\S+)$", body.decode(), re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_moshi_only_pipeline_answers_in_moshis_voice(
+    hass: HomeAssistant, coda_server_factory: Any, ollama: Any, speech: Path, tmp_path: Path
+) -> None:
+    """Moshi answers from the user's own audio; the satellite hears Moshi, not Kyutai TTS."""
+    config = tmp_path / "coda.yaml"
+    config.write_text("voice_processing:\n  moshi:\n    reply_max_seconds: 3\n")
+    server = coda_server_factory("--mode", "moshi_only", "--config", str(config))
+    data, audio = await _run(hass, await _coda_pipeline(hass, server, tmp_path), speech)
+    assert data[PipelineEventType.STT_END]["stt_output"]["text"]
+    answer = data[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]["plain"]["speech"]
+    assert answer  # Moshi's words (the tiny random Moshi's, here)
+    assert not ollama.requests  # no LLM in moshi_only mode
+    with wave.open(io.BytesIO(audio)) as wav:
+        assert wav.getframerate() == 24000 and wav.getnframes() > 0
+    assert _counter(server, "coda_moshi_spoken_answers_total") == 1  # coda-tts played Moshi's own audio
+    assert _counter(server, 'coda_routes_total{route="moshi"}') == 1
+
+
+async def test_assist_pipeline_end_to_end(
+    hass: HomeAssistant, coda_server: Any, ollama: Any, speech: Path, tmp_path: Path
+) -> None:
+    from tests.ollama_double import Reply
+
+    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
+    pipeline_id = await _coda_pipeline(hass, coda_server, tmp_path)
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]), Reply(text=ANSWER)]
+    assert hass.states.get("light.bed_light").state == STATE_OFF
+    data, audio = await _run(hass, pipeline_id, speech)
 
     heard = data[PipelineEventType.STT_END]["stt_output"]["text"]
     assert heard  # the tiny random model says random words, but they reach the agent as they are
     assert ollama.requests[0]["messages"][-1]["content"] == heard
     assert hass.states.get("light.bed_light").state == STATE_ON  # the tool call ran inside Home Assistant
 
-    progress = [event.data for event in events if event.type is PipelineEventType.INTENT_PROGRESS]
+    progress = data["progress"]
     streamed = "".join((p.get("chat_log_delta") or {}).get("content") or "" for p in progress)
     assert streamed == ANSWER  # streamed piece by piece into the pipeline
     assert any(p.get("tts_start_streaming") for p in progress)  # so speech could start before the end
     speech_out = data[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]["plain"]["speech"]
     assert speech_out == ANSWER
 
-    stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
-    audio = b"".join([chunk async for chunk in stream.async_stream_result()])
     with wave.open(io.BytesIO(audio)) as wav:
         assert wav.getframerate() == 24000 and wav.getsampwidth() == 2 and wav.getnchannels() == 1
     assert len(audio) - audio.index(b"data") - 8 > 24000 * 2 // 2  # over half a second of speech
