@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hybrid reasoning with the Python API in adaptive mode: each request is routed — small talk
-to a short, fast answer, requests that need tools or thought to the full LLM turn (tools,
-memory), and a failing LLM to a spoken fallback — and the answer streams as it is written.
+to Moshi, requests that need tools or thought to the full LLM turn (tools, memory), and a
+failing LLM to a spoken fallback — and the answer streams as it is written.
 
     python examples/hybrid_reasoning_example.py "hi there" "why is the sky blue?"
 """

@@ -40,6 +40,8 @@ def test_conversation() -> None:
                   "TTS first audio", r"voice-to-voice \(end of speech -> first audio\)"):
         assert re.search(rf"{label}.*\s{NUMBER}$", out, re.MULTILINE), label
     assert re.search(rf"voice-to-voice / LLM alone\s+{NUMBER}", out)
+    assert re.search(rf"end of speech -> Moshi's first audio\s+{NUMBER}", out)
+    assert re.search(rf"moshi_only / hybrid voice-to-voice\s+{NUMBER}", out)
 
 
 @pytest.mark.timeout(600)
@@ -50,6 +52,8 @@ def test_duplex() -> None:
     assert [r[0] for r in rows] == ["1", "2"], out
     for stage in ("resample 24k->16k", "echo cancellation", "noise suppression \\+ gain", "silero vad"):
         assert re.search(rf"{stage}\s+{NUMBER}", out), stage
+    assert re.search(rf"end of question -> Moshi says the LLM's first word\s+{NUMBER} ms", out)
+    assert re.search(rf"LLM alone, first token \(same messages, cached\)\s+{NUMBER} ms", out)
 
 
 @pytest.mark.timeout(600)

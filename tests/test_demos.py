@@ -140,11 +140,11 @@ async def test_voice_conversation_and_streaming_examples(
 
 
 async def test_hybrid_reasoning_and_tools_examples(tiny_hub, ollama: OllamaDouble, tmp_path: Path) -> None:
-    ollama.script = [Reply(text="Hi!"), Reply(text="Because of Rayleigh scattering.")]
+    ollama.script = [Reply(text="Because of Rayleigh scattering.")]
     code, out, err = await run(EXAMPLES / "hybrid_reasoning_example.py", "hi there",
                                "why is the sky blue and not green?", *example_args(ollama, tmp_path))
     assert code == 0, err
-    assert re.search(r"> hi there\nHi!\n  route: fast", out), out
+    assert re.search(r"> hi there\n.+\n  route: moshi", out), out  # chit-chat: Moshi's (tiny, random) words
     assert re.search(r"Because of Rayleigh scattering\.\n  route: llm", out), out
 
     ollama.script = [Reply(tool_calls=[("start_sprinkler", {"zone": "roses", "minutes": 10})]),

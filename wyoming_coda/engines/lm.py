@@ -61,9 +61,10 @@ class AudioLMEngine(BatchedEngine):
             self._started = True
 
     def _piece(self, token: int) -> str:
-        if token in NO_TEXT or token < 0:
+        tokenizer = self.stack.tokenizer
+        if token in NO_TEXT or token < 0 or tokenizer.is_control(token) or tokenizer.is_unknown(token):
             return ""
-        return str(self.stack.tokenizer.id_to_piece(token)).replace("▁", " ")
+        return str(tokenizer.id_to_piece(token)).replace("▁", " ")
 
     def _encode(self, frames: Sequence[np.ndarray | None], resets: Sequence[bool]) -> torch.Tensor:
         """Reset the rows of new streams, mask idle rows, Mimi-encode this step's frames."""
