@@ -36,6 +36,9 @@ async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
     assert stats["moshiText"].strip() and stats["userText"].strip()
     assert stats["latencyMs"] is not None and 0 < stats["latencyMs"] < 2000
     assert (ARTIFACTS / "talk-page.png").stat().st_size > 5000
+    speakers = {entry["who"] for entry in stats["entries"]}
+    assert {"you", "moshi"} <= speakers  # the conversation log, as it happened
+    assert stats["inDbfs"] is not None and stats["outDbfs"] is not None  # live levels
 
 
 async def test_talk_page_over_https_asks_for_the_token_once(start_server, tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ class DuplexConnection:
         self.conversation_id = await self.manager.start_conversation(user_id="duplex")
         await self.send(_json(HANDSHAKE, {
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
-            "format": self.format, "session": self.conversation_id,
+            "format": self.format, "session": self.conversation_id, "voice": self.manager.config.moshi.model_path,
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
         self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify)
