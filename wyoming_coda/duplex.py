@@ -230,9 +230,11 @@ class DuplexConnection:
                 if self.transcription is not None:
                     self.transcription.front.played(output.pcm)
             self.manager.events.publish_audio(self.conversation_id, "assistant", output.pcm, muted=self.muted)
-        await self.send(_json(METADATA, {"frame": self.session.frames_in if self.session else 0,
-                                         "step_ms": round(step_ms, 1), "late": late, "written": output.written, "muted": self.muted,
-                                         "user_speaking": bool(self.transcription and self.transcription.front.in_speech)}))
+        await self.send(_json(METADATA, {
+            "frame": self.session.frames_in if self.session else 0, "step_ms": round(step_ms, 1), "late": late,
+            "written": output.written, "muted": self.muted,
+            "user_speaking": bool(self.transcription and self.transcription.front.in_speech),
+        }))
 
     def _encode(self, pcm: np.ndarray) -> bytes:
         if self._encoder is not None:
@@ -256,7 +258,7 @@ async def duplex_ws(
         return ws
     try:
         await connection.run()
-    except Exception as err:
+    except Exception as err:  # reported to this client, the server goes on
         _LOGGER.exception("Duplex session failed")
         await connection.error("internal-error", str(err))
         await ws.close()

@@ -95,7 +95,7 @@ class CodaEventHandler(AsyncEventHandler):
             await service.handle(event)
         except ConnectionError:
             raise
-        except Exception as err:
+        except Exception as err:  # one bad request must not end the connection
             _LOGGER.exception("Error handling %s", event.type)
             await self.send_error(f"{event.type}: {err}", "internal-error")
         return True

@@ -119,7 +119,7 @@ class BatchScheduler(Generic[In, Out]):
                 started = time.perf_counter()
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._step, inputs, resets)
-                except Exception:
+                except Exception:  # fail the streams of this step, keep serving
                     _LOGGER.exception("%s step failed", self.name)
                     for stream in rows:
                         if stream is not None:

@@ -193,7 +193,7 @@ class TextToSpeech(BatchedEngine):
         if self.model.multi_speaker:
             try:
                 path = Path(name) if name.endswith(".safetensors") else self.model.get_voice_path(name)
-            except Exception as err:
+            except Exception as err:  # any lookup failure means "no such voice"
                 raise UnknownVoiceError(f"unknown voice '{name}'") from err
         lm = self.model.lm
         attributes = self._attributes(path)

@@ -26,7 +26,7 @@ def resolve_gguf(model: str) -> Path:
 
         try:
             return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:])))
-        except Exception as err:
+        except Exception as err:  # reported as a missing model
             raise model_missing(model, f"cannot get {model} from Hugging Face: {err}") from err
     raise model_missing(model, f"GGUF model {model} not found (a file path or owner/repo/file.gguf)")
 
