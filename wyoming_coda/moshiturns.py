@@ -95,14 +95,7 @@ class MoshiTurns:
 
     async def hear_text(self, text: str) -> list[np.ndarray]:
         """Typed text as Moshi would hear it: spoken by Kyutai TTS."""
-        speech = self.speaker.speech()
-        try:
-            await speech.start()
-            speech.push(text)
-            speech.end()
-            return [frame async for frame in speech.frames() if isinstance(frame, np.ndarray)]
-        finally:
-            await speech.close()
+        return [frame async for frame in self.speaker.speech().say(text)]
 
     async def reply(self, audio: Sequence[np.ndarray]) -> MoshiReply:
         """Moshi hears `audio` (as fast as it can step), then listens to silence until it has
@@ -123,15 +116,13 @@ class MoshiTurns:
             for step in range(int(self.reply_max_seconds * engine.frame_rate)):
                 session.feed(silence)
                 output = await anext(outputs)
-                if output.pcm is not None and words:
-                    frames.append(output.pcm)
                 if output.text.strip():
-                    if not words and output.pcm is not None:
-                        frames.append(output.pcm)
                     words.append(output.text)
                     quiet = 0
                 else:
                     quiet += 1
+                if words and output.pcm is not None:  # the answer's audio, from its first word
+                    frames.append(output.pcm)
                 if (words and quiet >= REPLY_QUIET_STEPS) or (not words and step >= NO_REPLY_STEPS):
                     break
         finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,7 @@ class TtsSource(Protocol):
     """Where the TTS engine comes from (the model store)."""
 
     async def tts(self) -> TextToSpeech: ...
+
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
 
@@ -62,8 +63,8 @@ SpeechItem = np.ndarray | SentenceStart | SentenceEnd
 class Speech:
     """One spoken answer: `push` text as it streams, `end` it, read `frames`.
 
-    `open_tts` None: text only (sentences are still counted, nothing is spoken). `hold`: keep
-    sentences back until `release` (or `end`); `discard` drops what is held."""
+    `open_tts` None: text only (nothing is spoken). `hold`: keep sentences back until `release`
+    (or `end`); `discard` drops what is held."""
 
     def __init__(self, open_tts: OpenTts | None, per_sentence: bool = False, hold: bool = False) -> None:
         self._open_tts = open_tts
@@ -71,7 +72,6 @@ class Speech:
         self.hold = hold
         self._held: list[str] = []
         self._buffer = ""
-        self.sentences = 0
         self.spoken: list[str] = []  # the sentences handed to TTS, in order
         self._tts: TtsStream | None = None
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()  # per-sentence mode
@@ -119,7 +119,6 @@ class Speech:
         self._queue.put_nowait(None)
 
     def _speak(self, sentence: str) -> None:
-        self.sentences += 1
         if self.hold:
             self._held.append(sentence)
         else:
@@ -157,6 +156,21 @@ class Speech:
             finally:
                 await self.close()
             yield SentenceEnd()
+
+    async def say(self, text: str) -> AsyncGenerator[np.ndarray, None]:
+        """All of `text` at once, spoken (one row): its frames, the row given back at the end.
+        Blank text takes no row and says nothing."""
+        if not text.strip():
+            return
+        try:
+            await self.start()
+            self.push(text)
+            self.end()
+            async for item in self.frames():
+                if isinstance(item, np.ndarray):
+                    yield item
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Give the row back (also when the answer was cancelled)."""

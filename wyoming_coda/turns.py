@@ -10,8 +10,6 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from .config import VoiceConfig
 from .conversation import Conversation, Route, route_turn, system_prompt
 from .events import EventBus
@@ -183,15 +181,9 @@ class TurnRunner:
     async def _fallback(self, route: Route, speech: Speech) -> AsyncGenerator[TurnEvent, None]:
         """An immediate spoken apology instead of another LLM timeout."""
         yield TextDelta(FALLBACK_ANSWER)
-        try:
-            await speech.start()
-            speech.push(FALLBACK_ANSWER)
-            speech.end()
-            async for item in speech.frames():
-                if isinstance(item, np.ndarray):
-                    yield AudioOut(item)
-        finally:
-            await speech.close()
+        async with contextlib.aclosing(speech.say(FALLBACK_ANSWER)) as frames:
+            async for frame in frames:
+                yield AudioOut(frame)
         yield TurnDone(FALLBACK_ANSWER, route.name, "llm-unavailable")
 
     async def _moshi(

@@ -73,17 +73,15 @@ class VoiceEncoder:
         audio = self._resampler.resample(samples, self._source_rate)
         if self._opus is not None:
             return bytes(self._opus.append_pcm(audio))
-        if self.channels > 1:
-            audio = np.repeat(audio, self.channels)
-        return float_to_s16(audio)
+        return self._pcm(audio)
 
     def file(self, frames: list[np.ndarray]) -> bytes:
         """A whole answer: a WAV file, raw PCM or an Ogg/Opus file."""
         audio = self.chunk(np.concatenate(frames)) if frames else b""
         if self._opus is None:
-            audio += self._tail()
+            audio += self._pcm(self._resampler.flush())
         return wav_bytes(audio, self.rate, 2, self.channels) if self.format == "wav" else audio
 
-    def _tail(self) -> bytes:
-        rest = self._resampler.flush()
-        return float_to_s16(np.repeat(rest, self.channels)) if rest.size else b""
+    def _pcm(self, audio: np.ndarray) -> bytes:
+        """s16le, each sample repeated on every channel."""
+        return float_to_s16(np.repeat(audio, self.channels))

@@ -139,17 +139,15 @@ class VoiceStreamConductor:
         self.answer = asyncio.create_task(self._respond(transcription.text, stop))
 
     async def _respond(self, text: str, end_of_speech: float) -> None:
-        first_audio = True
-        encoder: VoiceEncoder | None = None
+        encoder: VoiceEncoder | None = None  # made with the first audio
         try:
             async for event in self.voice.process_text(self.conversation.id, text, speak=True):
                 if isinstance(event, TextDelta):
                     await self.output.put(self._chunk(text_delta=event.text))
                 elif isinstance(event, AudioOut):
-                    if first_audio:
+                    if encoder is None:
                         self.voice.metrics.observe("voice_to_voice", time.monotonic() - end_of_speech)
-                        first_audio = False
-                    encoder = encoder or VoiceEncoder(self.voice.config.audio, event.rate)
+                        encoder = VoiceEncoder(self.voice.config.audio, event.rate)
                     await self.output.put(self._chunk(audio_data=encoder.chunk(event.pcm)))
                 elif isinstance(event, TurnDone):
                     await self.output.put(self._chunk(event="turn_end"))

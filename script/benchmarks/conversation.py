@@ -48,9 +48,9 @@ async def llm_first_sentence(manager: VoiceManager, messages: list[dict]) -> flo
     return time.perf_counter() - start
 
 
-async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
+async def live_transcript(manager: VoiceManager, wav: Path) -> tuple[str, float]:
+    """The final transcript of `wav` heard as live audio, and the moment its speech ended."""
     pcm, rate, width, channels = read_wav(wav)
-    conversation_id = await manager.start_conversation()
     transcription = await manager.open_transcription("en")
     transcription.feed(pcm, rate, width, channels)
     await asyncio.sleep(0.5)  # the audio was live: the model has caught up when speech ends
@@ -59,8 +59,14 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     async for _ in transcription.results():
         pass
     await transcription.close()
+    return transcription.text, end_of_speech
+
+
+async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
+    conversation_id = await manager.start_conversation()
+    heard, end_of_speech = await live_transcript(manager, wav)
     stt = time.perf_counter() - end_of_speech
-    text = transcription.text or SENTENCES[0]
+    text = heard or SENTENCES[0]
     messages = await manager.turn_messages(conversation_id, text)  # the turn's own prompt
     first_audio, timings, feeder = None, {}, Speech(None)
     turn_start = time.perf_counter()
@@ -94,18 +100,10 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
 async def moshi_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     """An Assist-style turn routed to Moshi: the utterance's audio (kept by its transcription)
     goes to Moshi, whose answer is the turn's; end of speech -> its first audio."""
-    pcm, rate, width, channels = read_wav(wav)
     conversation_id = await manager.start_conversation()
-    transcription = await manager.open_transcription("en")
-    transcription.feed(pcm, rate, width, channels)
-    await asyncio.sleep(0.5)  # the audio was live: the model has caught up when speech ends
-    end_of_speech = time.perf_counter()
-    transcription.finish()
-    async for _ in transcription.results():
-        pass
-    await transcription.close()
+    heard, end_of_speech = await live_transcript(manager, wav)
     first_audio = answered = None
-    async with contextlib.aclosing(manager.process_text(conversation_id, transcription.text, speak=True)) as turn:
+    async with contextlib.aclosing(manager.process_text(conversation_id, heard, speak=True)) as turn:
         async for event in turn:
             if isinstance(event, TextDelta):
                 answered = time.perf_counter() - end_of_speech

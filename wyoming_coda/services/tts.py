@@ -6,6 +6,8 @@ A new synthesize (or synthesize-start) while audio is still going out cancels it
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -131,33 +133,29 @@ class TtsService:
                 await self._write(AudioStop(timestamp=sent_ms).event())
         await self._write(SynthesizeStopped().event())
 
-    async def _speak_whole(self, voice: str, text: str) -> None:
-        """audio-start, one audio-chunk per decoded frame, audio-stop (also when cancelled)."""
+    async def _block(self, frames: AsyncGenerator[np.ndarray, None]) -> None:
+        """audio-start, one audio-chunk per frame as it comes, audio-stop (also when cancelled)."""
         await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
         sent_ms = 0
-        speech = self.manager.speech(voice)
         try:
-            if text.strip():
-                await speech.start()
-                speech.push(text)
-                speech.end()
-                async for item in speech.frames():
-                    if isinstance(item, np.ndarray):
-                        sent_ms = await self._send_frame(item, sent_ms)
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    sent_ms = await self._send_frame(frame, sent_ms)
         finally:
-            await speech.close()
             await self._write(AudioStop(timestamp=sent_ms).event())
+
+    async def _speak_whole(self, voice: str, text: str) -> None:
+        await self._block(self.manager.speech(voice).say(text))
 
     async def _play(self, frames: list[np.ndarray], streaming: bool) -> None:
         """One of Moshi's answers, in its own voice, as one audio block."""
         self.manager.metrics.moshi_spoken_answer()
-        await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
-        sent_ms = 0
-        try:
+
+        async def replay() -> AsyncGenerator[np.ndarray, None]:
             for frame in frames:
-                sent_ms = await self._send_frame(frame, sent_ms)
-        finally:
-            await self._write(AudioStop(timestamp=sent_ms).event())
+                yield frame
+
+        await self._block(replay())
         if streaming:
             await self._write(SynthesizeStopped().event())
 
