@@ -187,3 +187,18 @@ async def test_words_before_a_tool_call(voice_manager, ollama: OllamaDouble, dur
     events = [e async for e in run_turn(voice_manager.llm, request)]
     assert isinstance(events[-1], TurnDone) and events[-1].text == "Let me check. It is sunny."
     assert speech.spoken == spoken
+
+
+async def test_fallback_answer_is_spoken_and_gives_its_row_back(voice_manager, ollama: OllamaDouble) -> None:
+    """Adaptive mode right after an LLM failure: an immediate spoken apology, no LLM request."""
+    from wyoming_coda.hybrid import AudioOut, TextDelta, TurnDone
+
+    voice_manager.config.mode = "adaptive"
+    voice_manager.turns.health.failed()
+    conversation_id = await voice_manager.start_conversation()
+    events = [e async for e in voice_manager.process_text(conversation_id, "hello", speak=True)]
+    assert isinstance(events[0], TextDelta) and "can't reach my language model" in events[0].text
+    assert sum(isinstance(e, AudioOut) for e in events) > 2
+    assert isinstance(events[-1], TurnDone) and (events[-1].route, events[-1].error) == ("fallback", "llm-unavailable")
+    assert not ollama.requests
+    assert voice_manager.store.occupancy()["tts"][0] == 0  # the TTS row was given back
