@@ -14,8 +14,11 @@ from tests.speech import make_speech
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
-    server: ServerProcess = start_server("--duplex")
+async def test_talk_page_in_chromium(start_server, ollama, tmp_path: Path) -> None:
+    from tests.ollama_double import Reply
+
+    server: ServerProcess = start_server("--duplex", "--llm-url", ollama.url)
+    ollama.script = [Reply(text="It is noon.")]
     microphone = make_speech(tmp_path / "mic.wav", "hello moshi, turn on the kitchen light please",
                              rate=48000, silence_after=0.5)
     browser = Browser(microphone)
@@ -25,6 +28,14 @@ async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
         for _ in range(300):
             stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
             if stats.get("received", 0) > 25 and stats.get("userText") and stats.get("moshiText"):
+                break
+            await asyncio.sleep(0.1)
+        # a typed question: the LLM answers, Moshi says it (its monologue shows the LLM's words)
+        await browser.evaluate('document.getElementById("question").value = "what time is it";'
+                               'document.getElementById("typed").requestSubmit(); true')
+        for _ in range(300):
+            stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
+            if "".join(entry["text"] for entry in stats["entries"] if entry["who"] == "llm").strip():
                 break
             await asyncio.sleep(0.1)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -37,7 +48,10 @@ async def test_talk_page_in_chromium(start_server, tmp_path: Path) -> None:
     assert stats["latencyMs"] is not None and 0 < stats["latencyMs"] < 2000
     assert (ARTIFACTS / "talk-page.png").stat().st_size > 5000
     speakers = {entry["who"] for entry in stats["entries"]}
-    assert {"you", "moshi"} <= speakers  # the conversation log, as it happened
+    assert {"you", "moshi", "llm"} <= speakers  # the conversation log, as it happened
+    assert {"who": "you", "text": "what time is it"} in [{k: e[k] for k in ("who", "text")} for e in stats["entries"]]
+    assert ollama.requests[0]["messages"][-1]["content"] == "what time is it"
+    assert stats["home"] is None  # no Home Assistant linked: the page says server tools only
     assert stats["inDbfs"] is not None and stats["outDbfs"] is not None  # live levels
 
 

@@ -198,6 +198,9 @@ class IntegrationConfig:
     personality_adaptation: bool = option(True, bool, "adapt the profile to explicit feedback")
     conversation_timeout: float = option(300.0, vol.All(vol.Coerce(float), vol.Range(min=1)),
                                          "seconds without a turn before a Home Assistant conversation ends")
+    duplex_home_assistant: str | None = option(
+        None, vol.Any(None, str), "the linked Home Assistant whose tools duplex sessions use: its Coda entry's "
+        "title or id (null: the first one linked)", "--duplex-home-assistant")
 
 
 @dataclass

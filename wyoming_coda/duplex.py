@@ -3,11 +3,14 @@
 Binary messages, one kind byte then the payload (the layout of Kyutai's own server, with JSON
 where a structure is needed); see docs/duplex.md:
 
-    0 handshake  server → client  JSON {version, sample_rate, frame_size, format, session}
+    0 handshake  server → client  JSON {version, sample_rate, frame_size, format, session, voice,
+                                  home: the linked Home Assistant whose tools the LLM has, or null}
     1 audio      both ways        Ogg/Opus pages (format=opus, default), or 24 kHz mono PCM:
                                   s16le (format=pcm) or float32le (format=f32)
     2 text       server → client  UTF-8 piece of Moshi's inner monologue
-    3 control    both ways        JSON: client {"action": "close"}; server {"event": "interruption" | "resume"}
+    3 control    both ways        JSON: client {"action": "close"} or {"action": "text", "text"} (typed
+                                  words, answered by the LLM in Moshi's voice); server {"event":
+                                  "interruption" | "resume" | "llm_turn" | "tool_call" | ...}
     4 metadata   server → client  JSON per step: {"frame", "step_ms", "late", "user_speaking", "muted"}
     5 error      server → client  JSON {"code", "text"}
     6 ping       both ways        echoed back as is
@@ -87,6 +90,7 @@ class DuplexConnection:
         await self.send(_json(HANDSHAKE, {
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
             "format": self.format, "session": self.conversation_id, "voice": self.manager.config.moshi.model_path,
+            "home": home.name if (home := self.manager.homes.for_duplex()) else None,
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
         self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify)
@@ -141,13 +145,21 @@ class DuplexConnection:
     async def _control(self, payload: bytes) -> bool:
         """Handle a control message; True when the client ends the session."""
         try:
-            action = json.loads(payload).get("action")
+            control = json.loads(payload)
+            action = control.get("action")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             await self.error("malformed-message", "control payload must be a JSON object")
             return False
         if action == "close":
             await self.ws.close()
             return True
+        if action == "text":
+            text = control.get("text")
+            if not isinstance(text, str) or not text.strip():
+                await self.error("malformed-message", "a text control needs a non-empty \"text\"")
+            elif self.hybrid is not None:
+                await self.hybrid.ask_llm(text.strip())
+            return False
         await self.error("malformed-message", f"unknown control action {action!r}")
         return False
 

@@ -1,5 +1,5 @@
 """The HTTP side port (aiohttp): health, analytics JSON, Prometheus metrics, the events
-WebSocket and duplex Moshi sessions.
+WebSocket, duplex Moshi sessions and the home link of the Coda integration.
 
 With a token configured (`--http-token`), everything but `/healthz` needs
 `Authorization: Bearer <token>`: analytics carry transcripts' metadata that must not leak on a LAN.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import json
 import logging
 import ssl
 import weakref
@@ -17,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .duplex import duplex_ws
 from .events import AUDIO_KEY
+from .homelink import HomeLink
 
 if TYPE_CHECKING:
     from .manager import VoiceManager
@@ -33,6 +35,7 @@ MANAGER_KEY: web.AppKey[VoiceManager] = web.AppKey("coda_manager")
 SERVER_ID_KEY: web.AppKey[str] = web.AppKey("coda_server_id")
 SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 SHUTDOWN_SECONDS = 5.0  # longest a request may hold up the server's exit
+HELLO_SECONDS = 10.0  # a home link must say who it is within this time
 OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -134,6 +137,41 @@ async def duplex(request: web.Request) -> web.WebSocketResponse:
     return await duplex_ws(request, request.app[MANAGER_KEY], request.app[SOCKETS_KEY].add)
 
 
+async def home(request: web.Request) -> web.WebSocketResponse:
+    """`/api/home`: the Coda integration's link (homelink.py): it says hello, then answers the
+    server's context requests and tool calls for as long as it stays connected."""
+    manager = request.app[MANAGER_KEY]
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
+    try:
+        hello = await ws.receive_json(timeout=HELLO_SECONDS)
+    except (TimeoutError, TypeError, ValueError):
+        hello = None
+    if not (isinstance(hello, dict) and hello.get("type") == "hello" and hello.get("name")):
+        await ws.send_json({"type": "error", "text": "the first message must be {\"type\": \"hello\", \"name\": ...}"})
+        await ws.close()
+        return ws
+    link = HomeLink(str(hello["name"]), str(hello.get("entry_id") or ""), ws.send_json)
+    manager.homes.add(link)
+    try:
+        await ws.send_json({"type": "welcome", "duplex": manager.homes.for_duplex() is link})
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(message.data)
+            except ValueError:
+                data = None
+            if not (isinstance(data, dict) and link.answered(data)):
+                await ws.send_json({"type": "error", "text": f"not an answer to a request: {message.data[:200]}"})
+    except ConnectionResetError:
+        pass
+    finally:
+        manager.homes.remove(link)
+    return ws
+
+
 async def _close_websockets(app: web.Application) -> None:
     """On shutdown: tell every WebSocket client the server is going away, so none holds it up."""
     sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS_KEY]
@@ -153,6 +191,7 @@ def create_app(manager: VoiceManager, server_id: str, token: str | None) -> web.
     if manager.config.integration.websocket_events:
         app.router.add_get("/api/events", events)
     app.router.add_get("/api/duplex", duplex)
+    app.router.add_get("/api/home", home)
     app.router.add_get("/metrics", metrics)
     return app
 

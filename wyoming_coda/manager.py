@@ -25,6 +25,7 @@ from .conversation import Conversations
 from .engines.moshi import MoshiSession
 from .events import EventBus
 from .frontend import AudioFrontEnd
+from .homelink import HomeLinks
 from .hybrid import AudioOut, ToolAnswered, TurnDone, TurnEvent
 from .llm import LLMBackend, create_backend
 from .llm.base import Message
@@ -67,6 +68,7 @@ class VoiceManager:
         self.store = ModelStore(config, on_step=self.metrics.engine_step)
         self.llm: LLMBackend = create_backend(config.external_llm, config.moshi.external_llm_enabled)
         self.conversations = Conversations(self.metrics, self.events)
+        self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
         self.speaker = Speaker(self.store, config.tts.voice)
         data_dir = Path(config.server.data_dir)
         default = Personality(

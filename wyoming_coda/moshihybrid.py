@@ -7,18 +7,28 @@ words are written into Moshi's inner monologue as they stream, so Moshi says the
 voice, at its own pace, interruptible like anything it says. While the LLM works Moshi holds
 the floor: its own words are replaced by padding, so it does not invent the answer. Moshi's own
 words go into the conversation history the LLM sees.
+
+The LLM's tools are the server's own plus, when a Home Assistant is linked (homelink.py), Home
+Assistant's: their calls run inside Home Assistant with the conversation agent's exposure rules.
+With none linked, the system prompt says that home control is not connected, so the answer
+says so instead of pretending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
 from .conversation import Conversations, Route, route_turn
 from .engines.moshi import MoshiSession
+from .homelink import NO_HOME_PROMPT, HomeLinks
 from .hybrid import TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent
+from .tools import ToolError, ToolManager
+
+_LOGGER = logging.getLogger(__name__)
 
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -27,9 +37,10 @@ class VoiceSystem(Protocol):
     """What the hybrid uses of the voice system (the manager)."""
 
     conversations: Conversations
+    homes: HomeLinks
 
     def process_text(
-        self, conversation_id: str, text: str, *, speak: bool = False
+        self, conversation_id: str, text: str, *, tools: ToolManager | None = None, extra_prompt: str | None = None,
     ) -> AsyncGenerator[TurnEvent, None]: ...
 
 
@@ -72,10 +83,15 @@ class DuplexHybrid:
         if route.name == "moshi":
             self._unanswered = f"{self._unanswered} {text}".strip()
             return route
+        await self.ask_llm(text)
+        return route
+
+    async def ask_llm(self, text: str) -> None:
+        """The LLM answers `text` (an utterance routed to it, or typed text: Moshi hears only
+        speech), Moshi says the answer."""
         await self.interrupt()
         self._record_moshi()
         self._turn = asyncio.create_task(self._answer(text), name="duplex llm turn")
-        return route
 
     async def interrupt(self) -> None:
         """The user talks over the answer: stop writing and cancel the LLM turn."""
@@ -93,11 +109,24 @@ class DuplexHybrid:
             conversation.add_turn(self._unanswered, self._moshi_said.strip())
         self._unanswered = self._moshi_said = ""
 
+    async def _home(self) -> tuple[ToolManager | None, str, str | None]:
+        """Home Assistant's tools and prompt for the next answer, its name (None: not linked)."""
+        link = self.voice.homes.for_duplex()
+        if link is None:
+            return None, NO_HOME_PROMPT, None
+        try:
+            home = await link.context(None)
+        except ToolError as err:
+            _LOGGER.warning("No tools from Home Assistant (%s) for this answer: %s", link.name, err)
+            return None, NO_HOME_PROMPT, None
+        return home.tools, home.prompt, home.name
+
     async def _answer(self, text: str) -> None:
         self.session.hold_floor(True)
-        await self.notify({"event": "llm_turn", "text": text})
         try:
-            turn = self.voice.process_text(self.conversation_id, text)
+            tools, prompt, home = await self._home()
+            await self.notify({"event": "llm_turn", "text": text, "home": home})
+            turn = self.voice.process_text(self.conversation_id, text, tools=tools, extra_prompt=prompt)
             async with contextlib.aclosing(turn):
                 async for event in turn:
                     if isinstance(event, TextDelta):

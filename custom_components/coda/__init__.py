@@ -3,14 +3,15 @@ agent with device control, plus its analytics as sensors."""
 
 from __future__ import annotations
 
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
+from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .api import CodaClient, CodaError
-from .const import CONF_HTTP_PORT
-from .coordinator import CodaConfigEntry, CodaCoordinator, CodaRuntimeData
+from .const import CONF_DUPLEX_CONTROL, CONF_HTTP_PORT, DOMAIN
+from .coordinator import CodaConfigEntry, CodaCoordinator, CodaRuntimeData, keep_connected
+from .homelink import HomeLink
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CONVERSATION, Platform.SENSOR]
 
@@ -29,6 +30,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool
     entry.runtime_data = CodaRuntimeData(client, server, coordinator)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     coordinator.async_start_push()
+    if entry.options.get(CONF_DUPLEX_CONTROL, True) and entry.options.get(CONF_LLM_HASS_API):
+        link = HomeLink(hass, entry)
+        entry.async_create_background_task(hass, keep_connected(
+            lambda: client.async_home_link(entry.title, entry.entry_id, link.answer), f"home link of {client.http_url}",
+        ), f"{DOMAIN} home link")
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 

@@ -1,11 +1,13 @@
 """Client of one Coda Voice server: the Wyoming port (describe, conversation turns with tool
-calls) and the HTTP side port (health, analytics, the event stream)."""
+calls) and the HTTP side port (health, analytics, the event stream, the home link)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -18,6 +20,8 @@ from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 
 from .const import CONNECT_TIMEOUT, HANDLE_PROGRAM, TURN_EVENT_TIMEOUT
+
+_LOGGER = logging.getLogger(__name__)
 
 TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
@@ -138,22 +142,59 @@ class CodaClient:
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")
 
-    async def async_events(self, metrics_interval: int) -> AsyncIterator[dict[str, Any]]:
-        """The server's event stream (`/api/events`) until it closes."""
+    @contextlib.asynccontextmanager
+    async def _websocket(
+        self, path: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket on the side port; connection errors as CodaError."""
         try:
             async with self.session.ws_connect(
-                f"{self.http_url}/api/events", params={"metrics_interval": str(metrics_interval)},
-                headers=self._headers(), heartbeat=30, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
+                f"{self.http_url}{path}", params=params, headers=self._headers(), heartbeat=30,
+                timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
             ) as ws:
-                async for message in ws:
-                    if message.type is aiohttp.WSMsgType.TEXT:
-                        yield message.json()
+                yield ws
         except aiohttp.WSServerHandshakeError as err:
             if err.status == 401:
                 raise CodaAuthError(f"{self.http_url} refused the token") from err
             raise CodaConnectionError(str(err)) from err
         except aiohttp.ClientError as err:
             raise CodaConnectionError(str(err)) from err
+
+    async def async_events(self, metrics_interval: int) -> AsyncIterator[dict[str, Any]]:
+        """The server's event stream (`/api/events`) until it closes."""
+        async with self._websocket("/api/events", {"metrics_interval": str(metrics_interval)}) as ws:
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    yield message.json()
+
+    async def async_home_link(
+        self, name: str, entry_id: str, answer: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+    ) -> None:
+        """Hold the home link (`/api/home`) until the server closes it: every request of the
+        server (a turn's context, a tool call) is answered with `answer`, concurrently."""
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def reply(ws: aiohttp.ClientWebSocketResponse, request: dict[str, Any]) -> None:
+            response = await answer(request)
+            with contextlib.suppress(ConnectionResetError):
+                await ws.send_json({**response, "type": request.get("type"), "id": request.get("id")})
+
+        async with self._websocket("/api/home") as ws:
+            await ws.send_json({"type": "hello", "name": name, "entry_id": entry_id})
+            try:
+                async for message in ws:
+                    request = message.json() if message.type is aiohttp.WSMsgType.TEXT else None
+                    if not isinstance(request, dict):
+                        continue
+                    if request.get("type") in ("welcome", "error"):
+                        _LOGGER.debug("Home link of %s: %s", self.http_url, request)
+                    else:
+                        task = asyncio.create_task(reply(ws, request))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+            finally:
+                for task in tasks:
+                    task.cancel()
 
     def turn(self, text: str, language: str | None, context: dict[str, Any]) -> CodaTurn:
         """A conversation turn over the handle service (use as `async with`)."""

@@ -25,6 +25,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .api import CodaAuthError, CodaClient, CodaConnectionError, NotCodaError, ServerInfo
 from .const import (
+    CONF_DUPLEX_CONTROL,
     CONF_HTTP_PORT,
     CONF_MEMORY,
     CONF_TONE,
@@ -62,6 +63,7 @@ DEFAULT_OPTIONS = {
     CONF_VERBOSITY: SERVER_DEFAULT,
     CONF_TONE: SERVER_DEFAULT,
     CONF_MEMORY: True,
+    CONF_DUPLEX_CONTROL: True,
 }
 
 
@@ -191,6 +193,7 @@ class CodaOptionsFlow(OptionsFlow):
             vol.Required(CONF_VERBOSITY, default=SERVER_DEFAULT): _select(VERBOSITY_OPTIONS, CONF_VERBOSITY),
             vol.Required(CONF_TONE, default=SERVER_DEFAULT): _select(TONE_OPTIONS, CONF_TONE),
             vol.Required(CONF_MEMORY, default=True): BooleanSelector(),
+            vol.Required(CONF_DUPLEX_CONTROL, default=True): BooleanSelector(),
         })
         return self.async_show_form(
             step_id="init", data_schema=self.add_suggested_values_to_schema(schema, self.config_entry.options)

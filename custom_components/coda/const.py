@@ -13,6 +13,7 @@ CONF_PROMPT: Final = "prompt"
 CONF_MEMORY: Final = "memory"
 CONF_VERBOSITY: Final = "verbosity"
 CONF_TONE: Final = "tone"
+CONF_DUPLEX_CONTROL: Final = "duplex_control"  # the server's talk-page sessions may use this entry's tools
 
 DEFAULT_PORT: Final = 10300
 DEFAULT_HTTP_PORT: Final = 10301

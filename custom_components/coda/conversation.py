@@ -12,25 +12,13 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.translation import async_get_translations
-from homeassistant.util.json import json_loads
 
 from .api import CodaConnectionError, CodaTurn, TextDelta, ToolCallRequest, TurnEnd
 from .const import CONF_MEMORY, CONF_TONE, CONF_VERBOSITY, DOMAIN, MAX_TOOL_ROUNDS, SERVER_DEFAULT
 from .coordinator import CodaConfigEntry
 from .entity import CodaEntity
-
-try:  # Home Assistant 2026.3 and later describe tool parameters with probatio
-    from probatio import to_openapi as _to_openapi
-
-    def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
-        return _to_openapi(tool.parameters, custom_serializer=serializer, openapi_version="3.1.0")
-except ImportError:  # earlier releases use voluptuous
-    from voluptuous_openapi import convert
-
-    def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
-        return convert(tool.parameters, custom_serializer=serializer)
+from .llm_tools import plain_json, tool_definitions
 
 FALLBACK_MESSAGES = {  # when the translations cannot be read
     "server_unavailable": "The Coda Voice server cannot be reached right now.",
@@ -44,21 +32,10 @@ async def async_setup_entry(
     async_add_entities([CodaConversationEntity(entry)])
 
 
-def tool_definitions(api: llm.APIInstance) -> list[dict[str, Any]]:
-    """The LLM API's tools as OpenAI-style function definitions (what the server expects)."""
-    definitions = []
-    for tool in api.tools:
-        function = {"name": tool.name, "parameters": _parameters(tool, api.custom_serializer)}
-        if tool.description:
-            function["description"] = tool.description
-        definitions.append({"type": "function", "function": function})
-    return definitions
-
-
 def _tool_result(content: conversation.ToolResultContent) -> Any:
-    """The tool's answer as plain JSON (Home Assistant's encoder handles dates and the like)."""
-    result = getattr(content, "result", None)  # llm.ToolResult from 2026.10, a plain dict before
-    return json_loads(json_dumps(result.data if result is not None else content.tool_result))
+    """The tool's answer of a chat log entry as plain JSON."""
+    result = getattr(content, "result", None)  # from 2026.10; `tool_result` before
+    return plain_json(result if result is not None else content.tool_result)
 
 
 class CodaConversationEntity(conversation.ConversationEntity, conversation.AbstractConversationAgent, CodaEntity):

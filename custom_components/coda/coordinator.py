@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,21 +57,34 @@ class CodaCoordinator(DataUpdateCoordinator[dict[str, Any]]):
         self.config_entry.async_create_background_task(self.hass, self._listen(), f"{DOMAIN} event stream")
 
     async def _listen(self) -> None:
-        """Follow the event stream for the life of the entry, reconnecting with backoff."""
-        failures = 0
-        while True:
-            try:
-                async for event in self.client.async_events(PUSH_INTERVAL):
-                    failures = 0
-                    if event.get("event_type") == "metrics" and isinstance(event.get("data"), dict):
-                        self.pushing = True
-                        self.async_set_updated_data(event["data"])
-            except CodaAuthError:
-                _LOGGER.warning("The Coda Voice server refused the token on its event stream")
-            except CodaError as err:
-                _LOGGER.debug("Event stream of %s: %s", self.client.http_url, err)
+        """Follow the event stream for the life of the entry."""
+        await keep_connected(self._follow, f"event stream of {self.client.http_url}")
+
+    async def _follow(self) -> None:
+        try:
+            async for event in self.client.async_events(PUSH_INTERVAL):
+                if event.get("event_type") == "metrics" and isinstance(event.get("data"), dict):
+                    self.pushing = True
+                    self.async_set_updated_data(event["data"])
+        finally:
             if self.pushing:
                 self.pushing = False
-                await self.async_request_refresh()  # the server may be gone: find out now
-            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
-            failures += 1
+                self.hass.async_create_task(self.async_request_refresh())  # the server may be gone: find out now
+
+
+async def keep_connected(run: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run a connection (`run` returns or raises CodaError when it drops) again and again, with
+    backoff; one that lasted a while starts the backoff over."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+        except CodaAuthError:
+            _LOGGER.warning("The Coda Voice server refused the token (%s)", what)
+        except CodaError as err:
+            _LOGGER.debug("%s: %s", what, err)
+        if time.monotonic() - started > RECONNECT_DELAYS[-1]:
+            failures = 0
+        await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+        failures += 1

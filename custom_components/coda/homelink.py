@@ -1,0 +1,68 @@
+"""The home link: the server asks this Home Assistant for the tools and the system prompt of
+turns that no conversation agent request carries (talk-page duplex sessions), and runs their
+tool calls here — through the entry's LLM API, with the conversation agent's exposure rules, so
+only exposed entities can be reached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components import conversation
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import chat_session, llm
+
+from .const import DOMAIN
+from .coordinator import CodaConfigEntry
+from .llm_tools import plain_json, tool_definitions
+
+try:
+    import probatio as vol
+except ImportError:
+    import voluptuous as vol  # type: ignore[no-redef]
+
+
+class HomeLink:
+    """Answers the server's requests over the link of one config entry."""
+
+    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry) -> None:
+        self.hass = hass
+        self.entry = entry
+        self._api: llm.APIInstance | None = None  # of the latest context, for its tool calls
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        kind = request.get("type")
+        if kind == "context":
+            return await self._context(request.get("language") or self.hass.config.language)
+        if kind == "tool_call":
+            return await self._call(str(request.get("name")), request.get("arguments"), str(request.get("call_id")))
+        return {"error": f"unknown request {kind!r}"}
+
+    async def _context(self, language: str) -> dict[str, Any]:
+        """The tools and system prompt the conversation agent would give a turn without a user
+        or a device (the same chat log code builds them)."""
+        llm_context = llm.LLMContext(platform=DOMAIN, context=Context(), language=language,
+                                     assistant=conversation.DOMAIN, device_id=None)
+        options = self.entry.options
+        with (chat_session.async_get_chat_session(self.hass) as session,
+              conversation.async_get_chat_log(self.hass, session) as chat_log):
+            try:
+                await chat_log.async_provide_llm_data(llm_context, options.get(CONF_LLM_HASS_API),
+                                                      options.get(CONF_PROMPT), None)
+            except conversation.ConverseError as err:
+                return {"error": str(err)}
+            self._api = chat_log.llm_api
+            prompt = chat_log.content[0].content
+        return {"tools": tool_definitions(self._api) if self._api else [], "prompt": prompt}
+
+    async def _call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
+        if self._api is None:
+            return {"error": "this Home Assistant gave no tools"}
+        tool_input = llm.ToolInput(tool_name=name, tool_args=arguments if isinstance(arguments, dict) else {},
+                                   id=call_id)
+        try:
+            result = await self._api.async_call_tool(tool_input)
+        except (HomeAssistantError, vol.Invalid) as err:
+            return {"error": f"{type(err).__name__}: {err}"}
+        return {"result": plain_json(result)}
