@@ -53,7 +53,8 @@ class HomeLink:
             except conversation.ConverseError as err:
                 return {"error": str(err)}
             self._api = chat_log.llm_api
-            prompt = chat_log.content[0].content
+            system = chat_log.content[0]
+            prompt = system.content if isinstance(system, conversation.SystemContent) else ""
         return {"tools": tool_definitions(self._api) if self._api else [], "prompt": prompt}
 
     async def _call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:

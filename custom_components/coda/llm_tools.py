@@ -17,7 +17,8 @@ except ImportError:  # earlier releases use voluptuous
     from voluptuous_openapi import convert
 
     def _parameters(tool: llm.Tool, serializer: Any) -> dict[str, Any]:
-        return convert(tool.parameters, custom_serializer=serializer)
+        schema: dict[str, Any] = convert(tool.parameters, custom_serializer=serializer)
+        return schema
 
 
 def tool_definitions(api: llm.APIInstance) -> list[dict[str, Any]]:
