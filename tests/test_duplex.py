@@ -37,14 +37,14 @@ def duplex_server(start_server, tmp_path: Path) -> ServerProcess:
 
 
 async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pace: float = 0.0,
-                  extra: list[bytes] | None = None) -> dict[int, list]:
+                  extra: list[bytes] | None = None, voice: str | None = None) -> dict[int, list]:
     """Send `audio` in 80 ms frames, then collect what comes back: messages by kind, and under
     -1 every (kind, payload) in arrival order."""
     received: dict[int, list] = {k: [] for k in range(-1, 8)}
     writer = sphn.OpusStreamWriter(24000) if fmt == "opus" else None
     encode = {"pcm": lambda f: (f * 32767).astype("<i2").tobytes(), "f32": lambda f: f.astype("<f4").tobytes()}
     async with aiohttp.ClientSession() as http, http.ws_connect(
-            f"http://127.0.0.1:{server.http_port}/api/duplex?format={fmt}") as ws:
+            f"http://127.0.0.1:{server.http_port}/api/duplex?format={fmt}" + (f"&voice={voice}" if voice else "")) as ws:
         hello = await ws.receive_bytes(timeout=30)
         received[hello[0]].append(hello[1:])
 
@@ -143,6 +143,24 @@ async def test_sessions_at_once_and_disconnects(duplex_server: ServerProcess, sp
     audio = speech_24k(speech_dir / "s3.wav")[: FRAME * 10]
     results = await asyncio.wait_for(asyncio.gather(*(session(duplex_server, audio) for _ in range(4))), 120)
     assert all(len(r[METADATA]) == 10 for r in results)
+
+
+async def test_a_second_moshi_voice(start_server, speech_dir: Path) -> None:
+    """`--moshi-voice` loads another Moshi; a session picks it with `?voice=`."""
+    server = start_server("--duplex", "--moshi-voice", "kyutai/moshiko-pytorch-bf16")
+    audio = speech_24k(speech_dir / "s1.wav")[: FRAME * 6]
+    default, picked = await session(server, audio), await session(server, audio, voice="moshiko")
+    hello = json.loads(default[HANDSHAKE][0])
+    assert hello["voice"] == "moshika" and hello["voices"] == ["moshika", "moshiko"]
+    assert json.loads(picked[HANDSHAKE][0])["voice"] == "moshiko"
+    assert len(picked[METADATA]) == 6 and picked[AUDIO]
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"http://127.0.0.1:{server.http_port}/api/duplex?voice=nobody") as ws:
+        message = await ws.receive_bytes(timeout=10)
+    error = json.loads(message[1:])
+    assert message[0] == ERROR and error["code"] == "bad-request" and "moshika, moshiko" in error["text"]
+    _, health = server.http_get("/healthz")
+    assert health["models"]["moshi/moshiko"]["state"] == "ready"
 
 
 async def test_hybrid_server_without_duplex_says_so(start_server) -> None:

@@ -17,13 +17,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 async def test_talk_page_in_chromium(start_server, ollama, tmp_path: Path) -> None:
     from tests.ollama_double import Reply
 
-    server: ServerProcess = start_server("--duplex", "--llm-url", ollama.url)
+    server: ServerProcess = start_server("--duplex", "--llm-url", ollama.url,
+                                         "--moshi-voice", "kyutai/moshiko-pytorch-bf16")
     ollama.script = [Reply(text="It is noon.")]
     microphone = make_speech(tmp_path / "mic.wav", "hello moshi, turn on the kitchen light please",
                              rate=48000, silence_after=0.5)
     browser = Browser(microphone)
     try:
-        await browser.open(f"http://127.0.0.1:{server.http_port}/?autostart=1")
+        await browser.open(f"http://127.0.0.1:{server.http_port}/?autostart=1&voice=moshiko")
         stats = {}
         for _ in range(300):
             stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
@@ -52,6 +53,7 @@ async def test_talk_page_in_chromium(start_server, ollama, tmp_path: Path) -> No
     assert {"who": "you", "text": "what time is it"} in [{k: e[k] for k in ("who", "text")} for e in stats["entries"]]
     assert ollama.requests[0]["messages"][-1]["content"] == "what time is it"
     assert stats["home"] is None  # no Home Assistant linked: the page says server tools only
+    assert stats["voice"] == "moshiko" and stats["voices"] == ["moshika", "moshiko"]  # the voice picked
     assert stats["inDbfs"] is not None and stats["outDbfs"] is not None  # live levels
 
 

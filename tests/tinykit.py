@@ -166,6 +166,7 @@ TINY_REPOS = {
     "stt": ("kyutai/stt-1b-en_fr", stt_config),
     "tts": ("kyutai/tts-1.6b-en_fr", tts_config),
     "moshi": ("kyutai/moshika-pytorch-bf16", moshi_config),
+    "moshiko": ("kyutai/moshiko-pytorch-bf16", moshi_config),  # a second Moshi voice
 }
 TINY_VOICES = ("expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav")
 

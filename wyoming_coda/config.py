@@ -100,6 +100,10 @@ class MoshiConfig:
     model_path: str = option(DEFAULT_MOSHI_MODEL, str, "Moshi: Hugging Face repo id or local directory",
                              "--moshi-model")
     vram_allocation: str | None = option(None, _size, "memory budget of Moshi (null: none, its use is reported)")
+    voices: tuple[str, ...] = option(
+        (), vol.All([str], vol.Coerce(tuple)), "further Moshi checkpoints (repo ids or directories, e.g. "
+        "kyutai/moshiko-pytorch-bf16) that duplex sessions may pick as their voice; each takes Moshi's memory again",
+        "--moshi-voice", action="append")
     target_latency_ms: int = option(
         200, vol.All(int, vol.Range(min=1)),
         "duplex sessions: a Moshi step slower than this is counted late (step metadata `late`, a metric)")

@@ -4,7 +4,8 @@ Binary messages, one kind byte then the payload (the layout of Kyutai's own serv
 where a structure is needed); see docs/duplex.md:
 
     0 handshake  server → client  JSON {version, sample_rate, frame_size, format, session, voice,
-                                  home: the linked Home Assistant whose tools the LLM has, or null}
+                                  voices (the Moshi voices to pick from with ?voice=), home: the
+                                  linked Home Assistant whose tools the LLM has, or null}
     1 audio      both ways        Ogg/Opus pages (format=opus, default), or 24 kHz mono PCM:
                                   s16le (format=pcm) or float32le (format=f32)
     2 text       server → client  UTF-8 piece of Moshi's inner monologue
@@ -61,10 +62,13 @@ def _json(kind: int, data: dict[str, Any]) -> bytes:
 class DuplexConnection:
     """One WebSocket client talking with Moshi."""
 
-    def __init__(self, ws: web.WebSocketResponse, manager: VoiceManager, audio_format: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, manager: VoiceManager, audio_format: str, voice: str | None = None
+    ) -> None:
         self.ws = ws
         self.manager = manager
         self.format = audio_format
+        self.voice = voice
         self.session: MoshiSession | None = None
         self.transcription: Transcription | None = None
         self.conversation_id = ""
@@ -85,11 +89,12 @@ class DuplexConnection:
         await self.send(_json(ERROR, {"code": code, "text": text}))
 
     async def run(self) -> None:
-        self.session = await self.manager.open_duplex()
+        self.session = await self.manager.open_duplex(self.voice)
+        voices = self.manager.store.moshi_voices()
         self.conversation_id = await self.manager.start_conversation(user_id="duplex")
         await self.send(_json(HANDSHAKE, {
             "version": PROTOCOL_VERSION, "sample_rate": 24000, "frame_size": self.session.engine.frame_size,
-            "format": self.format, "session": self.conversation_id, "voice": self.manager.config.moshi.model_path,
+            "format": self.format, "session": self.conversation_id, "voice": self.voice or voices[0], "voices": voices,
             "home": home.name if (home := self.manager.homes.for_duplex()) else None,
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
@@ -260,12 +265,18 @@ async def duplex_ws(
     """`GET /api/duplex?format=opus|pcm|f32` upgraded to a WebSocket duplex session; `track`
     registers the socket so that server shutdown closes it."""
     audio_format = request.query.get("format", "opus")
+    voice = request.query.get("voice") or None
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
     track(ws)
-    connection = DuplexConnection(ws, manager, audio_format if audio_format in FORMATS else "opus")
+    connection = DuplexConnection(ws, manager, audio_format if audio_format in FORMATS else "opus", voice)
+    problem = None
     if audio_format not in FORMATS:
-        await connection.error("bad-request", f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}")
+        problem = f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}"
+    elif voice is not None and voice not in (voices := manager.store.moshi_voices()):
+        problem = f"voice must be one of {', '.join(voices) or '(none: Moshi is not used)'}, got {voice!r}"
+    if problem is not None:
+        await connection.error("bad-request", problem)
         await ws.close()
         return ws
     try:

@@ -166,9 +166,10 @@ class VoiceManager:
         """Whether `text` (still streaming in) may become one of Moshi's recent answers."""
         return self.moshi is not None and self.moshi.answers.may_become(text)
 
-    async def open_duplex(self) -> MoshiSession:
-        """A full-duplex Moshi session (user frames in, Moshi's frames and text out)."""
-        return await (await self.store.moshi()).open()
+    async def open_duplex(self, voice: str | None = None) -> MoshiSession:
+        """A full-duplex Moshi session (user frames in, Moshi's frames and text out) with the
+        Moshi of `voice` (None: the default; `store.moshi_voices()` lists them)."""
+        return await (await self.store.moshi(voice)).open()
 
     # -- turns ----------------------------------------------------------------------------------
     def process_text(

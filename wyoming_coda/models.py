@@ -37,6 +37,11 @@ def components_for_mode(mode: str, duplex: bool = False) -> list[str]:
     return ["stt", "tts"] if mode == "hybrid" and not duplex else ["stt", "tts", "moshi"]
 
 
+def moshi_voice(source: str) -> str:
+    """A Moshi checkpoint's voice name: `kyutai/moshiko-pytorch-bf16` → `moshiko`."""
+    return Path(source.rstrip("/")).name.split("-")[0]
+
+
 def resolve_device(device: str) -> str:
     """Turn `auto` into `cuda` when a GPU is usable, else `cpu`."""
     if device != "auto":
@@ -102,6 +107,11 @@ class ModelStore:
             kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budget) if (budget := budgets[kind]) else None)
             for kind in components_for_mode(config.mode, config.moshi.duplex)
         }
+        if "moshi" in self.slots:  # further Moshi voices: slots "moshi/<voice>"
+            moshi_budget = self.slots["moshi"].budget_bytes
+            for source in config.moshi.voices:
+                if (voice := moshi_voice(source)) not in self.moshi_voices():
+                    self.slots[f"moshi/{voice}"] = ModelSlot("moshi", source, budget_bytes=moshi_budget)
         llm_budget = config.external_llm.vram_allocation
         self.llm_budget_bytes = parse_size(llm_budget) if llm_budget else None
         self._changed = asyncio.Event()
@@ -131,9 +141,18 @@ class ModelStore:
         """The TTS engine, waiting while it loads."""
         return await self._get("tts", TextToSpeech)
 
-    async def moshi(self) -> MoshiEngine:
-        """The Moshi engine, waiting while it loads."""
-        return await self._get("moshi", MoshiEngine)
+    async def moshi(self, voice: str | None = None) -> MoshiEngine:
+        """The Moshi engine of `voice` (None: the default one), waiting while it loads."""
+        voices = self.moshi_voices()
+        if voice is None or (voices and voice == voices[0]):
+            return await self._get("moshi", MoshiEngine)
+        if voice not in voices:
+            raise ModelNotReadyError(f"no Moshi voice {voice!r} is loaded (voices: {', '.join(voices) or 'none'})")
+        return await self._get(f"moshi/{voice}", MoshiEngine)
+
+    def moshi_voices(self) -> list[str]:
+        """The Moshi voices of this server, the default first (empty: Moshi is not used)."""
+        return [moshi_voice(slot.source) for slot in self.slots.values() if slot.kind == "moshi"]
 
     async def wait_all(self) -> None:
         """Wait until every model of the mode is loaded (or failed: then raise its error)."""
@@ -162,7 +181,7 @@ class ModelStore:
         return engine
 
     async def _ready(self, kind: str) -> Engine:
-        """The loaded model of `kind`, waiting while it loads."""
+        """The loaded model of slot `kind`, waiting while it loads."""
         slot = self.slots.get(kind)
         if slot is None:
             raise ModelNotReadyError(f"the {kind} model is not used in {self.config.mode} mode")
