@@ -4,6 +4,7 @@ switches an exposed demo light; the LLM is the Ollama API test double) -> Coda T
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import wave
@@ -120,3 +121,54 @@ async def test_assist_pipeline_end_to_end(
     with wave.open(io.BytesIO(audio)) as wav:
         assert wav.getframerate() == 24000 and wav.getsampwidth() == 2 and wav.getnchannels() == 1
     assert len(audio) - audio.index(b"data") - 8 > 24000 * 2 // 2  # over half a second of speech
+
+
+async def _typed(hass: HomeAssistant, pipeline_id: str, text: str) -> tuple[str, bytes]:
+    """A typed turn through the pipeline (intent, then TTS), as the Assist dialog runs one: the
+    answer's text and its WAV."""
+    from homeassistant.components.assist_pipeline.pipeline import PipelineInput, PipelineRun, PipelineStage
+    from homeassistant.helpers import chat_session
+
+    events: list[PipelineEvent] = []
+    with chat_session.async_get_chat_session(hass) as session:
+        run = PipelineRun(hass, context=Context(), pipeline=assist_pipeline.async_get_pipeline(hass, pipeline_id),
+                          start_stage=PipelineStage.INTENT, end_stage=PipelineStage.TTS,
+                          event_callback=events.append, tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"})
+        pipeline_input = PipelineInput(run=run, session=session, intent_input=text)
+        if "validate" in inspect.signature(pipeline_input.execute).parameters:  # 2026.10
+            await pipeline_input.execute(validate=True)
+        else:
+            await pipeline_input.validate()
+            await pipeline_input.execute()
+    data = {event.type: event.data for event in events}
+    assert PipelineEventType.ERROR not in data, data[PipelineEventType.ERROR]
+    answer = data[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]["plain"]["speech"]
+    stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
+    return answer, b"".join([chunk async for chunk in stream.async_stream_result()])
+
+
+async def test_adaptive_pipeline_routes_chitchat_to_moshi_and_commands_to_the_llm(
+    hass: HomeAssistant, coda_server_factory: Any, ollama: Any, tmp_path: Path
+) -> None:
+    """`adaptive`: a greeting is answered by Moshi, whose own audio the satellite hears; a device
+    command goes to the LLM, whose tool call switches the light, spoken by Kyutai TTS."""
+    from tests.ollama_double import Reply
+
+    config = tmp_path / "coda.yaml"
+    config.write_text("voice_processing:\n  moshi:\n    reply_max_seconds: 3\n")
+    server = coda_server_factory("--mode", "adaptive", "--config", str(config))
+    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
+    pipeline_id = await _coda_pipeline(hass, server, tmp_path)
+
+    answer, audio = await _typed(hass, pipeline_id, "hello there")
+    assert answer and not ollama.requests  # Moshi's words (the tiny random Moshi's), no LLM
+    assert _counter(server, 'coda_routes_total{route="moshi"}') == 1
+    assert _counter(server, "coda_moshi_spoken_answers_total") == 1  # coda-tts played Moshi's own audio
+    assert len(audio) - audio.index(b"data") - 8 > 1920 * 2
+
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]), Reply(text="The bed light is on.")]
+    answer, audio = await _typed(hass, pipeline_id, "turn on the bed light")
+    assert answer == "The bed light is on." and hass.states.get("light.bed_light").state == STATE_ON
+    assert _counter(server, 'coda_routes_total{route="llm"}') == 1
+    assert _counter(server, "coda_moshi_spoken_answers_total") == 1  # this answer: Kyutai TTS
+    assert len(audio) - audio.index(b"data") - 8 > 24000  # half a second of speech at least
