@@ -32,8 +32,8 @@ def start_server(tiny_hub: dict[str, Path], tmp_path: Path):
     """Start real server processes (`python -m wyoming_coda ...`); stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, wait_ready: bool = True) -> ServerProcess:
-        proc = ServerProcess(list(args), data_dir=tmp_path / f"data{len(started)}")
+    def start(*args: str, wait_ready: bool = True, env: dict[str, str] | None = None) -> ServerProcess:
+        proc = ServerProcess(list(args), data_dir=tmp_path / f"data{len(started)}", env=env)
         started.append(proc)
         proc.start(wait_ready=wait_ready)
         return proc

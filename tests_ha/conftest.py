@@ -69,9 +69,9 @@ def coda_server_factory(
     servers: list[ServerProcess] = []
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": tiny_hub_cache, "NO_TORCH_COMPILE": "1"}
 
-    def start(*args: str) -> ServerProcess:
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> ServerProcess:
         server = ServerProcess([*args, "--llm-url", ollama.url], tmp_path / f"server{len(servers)}",
-                               python=str(SERVER_PYTHON), env=env)
+                               python=str(SERVER_PYTHON), env={**env, **(extra_env or {})})
         servers.append(server)
         server.start()
         return server

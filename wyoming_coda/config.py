@@ -148,6 +148,25 @@ class STTConfig:
                         "--stt-model")
     batch_size: int = option(8, _BATCH, "concurrent transcriptions stepped in one batch")
     vram_allocation: str | None = option(None, _size, "memory budget of the STT model (null: none)")
+    end_of_turn: bool = option(
+        True, bool, "the server ends a spoken command itself (the STT's end-of-turn head, Silero VAD without "
+        "it) and tells Home Assistant so (requires_external_vad: false)", "--end-of-turn",
+        action=argparse.BooleanOptionalAction)
+    end_of_turn_threshold: float = option(0.6, _PROBABILITY,
+                                          "the command ends when the smoothed end-of-turn head passes this")
+    end_of_turn_smoothing: int = option(4, vol.All(int, vol.Range(min=1, max=50)),
+                                        "80 ms frames the end-of-turn head is averaged over")
+    end_of_turn_ignore: int = option(12, vol.All(int, vol.Range(min=0, max=500)),
+                                     "first 80 ms frames of a command whose head scores are ignored")
+    end_of_turn_silence_ms: int = option(700, vol.All(int, vol.Range(min=100, max=10000)),
+                                         "without the head: silence after speech that ends the command (VAD)")
+    end_of_turn_max_pause_ms: int = option(
+        3000, vol.All(int, vol.Range(min=100, max=30000)),
+        "with the head: a silence this long ends the command even when the head says the user is not done")
+    no_speech_timeout: float = option(8.0, vol.All(vol.Coerce(float), vol.Range(min=0.5, max=120)),
+                                      "seconds of audio without speech after which a command ends empty")
+    max_command_seconds: float = option(15.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
+                                        "longest spoken command: it ends here whatever the user does")
 
 
 @dataclass
@@ -162,6 +181,8 @@ class TTSConfig:
                         "--tts-voice")
     batch_size: int = option(8, _BATCH, "concurrent syntheses stepped in one batch")
     vram_allocation: str | None = option(None, _size, "memory budget of the TTS model (null: none)")
+    feed: str = option("words", vol.In(("words", "sentences")),
+                       "streamed text reaches the model word by word, or in whole sentences", "--tts-feed")
 
 
 @dataclass

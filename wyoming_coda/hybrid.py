@@ -155,6 +155,5 @@ async def _converse(
 async def pump_audio(speech: Speech, queue: asyncio.Queue[Any], mark: Mark) -> None:
     """Put the answer's frames on the turn's queue as they are decoded."""
     async for frame in speech.frames():
-        if isinstance(frame, np.ndarray):
-            mark("tts_first_audio")
-            await queue.put(AudioOut(frame))
+        mark("tts_first_audio")
+        await queue.put(AudioOut(frame))

@@ -51,11 +51,16 @@ def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Inf
     stt, tts = store.slots["stt"], store.slots["tts"]
     stt_langs = model_languages(stt.source)
     llm = config.external_llm
+    audio = config.audio
     asr = _program(
         AsrProgram, "coda-stt", "Kyutai streaming speech-to-text",
         models=[_artifact(AsrModel, stt.source, f"Kyutai STT ({stt.state})", _model_attribution(stt.source),
                           stt.state == "ready", stt_langs)],
         supports_transcript_streaming=True,
+        # the server ends commands itself (docs/protocol.md), and cleans its input: no double processing
+        requires_external_vad=not (config.stt.end_of_turn and (audio.vad_enabled or store.stt_has_end_of_turn())),
+        prefers_auto_gain_enabled=not audio.auto_gain_control,
+        prefers_noise_reduction_enabled=not audio.noise_reduction,
     )
     voice_source = _model_attribution(config.tts.voices)
     tts_program = _program(

@@ -35,7 +35,7 @@ from .models import ModelStore
 from .moshiturns import MoshiTurns
 from .personality import Personality, PersonalityStore
 from .speaking import Speaker, Speech
-from .speech import Transcription
+from .speech import EndOfTurnRules, Transcription
 from .tools import LocalTools, ToolManager
 from .turns import MemoryManager, PersonalityManager, TurnOptions, TurnRunner
 from .voiceformat import VoiceDecoder, VoiceEncoder
@@ -69,7 +69,7 @@ class VoiceManager:
         self.llm: LLMBackend = create_backend(config.external_llm, config.moshi.external_llm_enabled)
         self.conversations = Conversations(self.metrics, self.events)
         self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
-        self.speaker = Speaker(self.store, config.tts.voice)
+        self.speaker = Speaker(self.store, config.tts.voice, config.tts.feed)
         data_dir = Path(config.server.data_dir)
         default = Personality(
             name=config.personality.name, style=config.personality.style,
@@ -134,7 +134,8 @@ class VoiceManager:
         stream = await engine.open()
         front = AudioFrontEnd.from_config(self.config.audio, engine.sample_rate, duplex)
         return Transcription(stream, front, language or self.store.slots["stt"].languages[0],
-                             on_final=None if duplex else self._record_transcription)
+                             on_final=None if duplex else self._record_transcription,
+                             rules=EndOfTurnRules.from_config(self.config.stt))
 
     def _record_transcription(self, transcription: Transcription, seconds_after_stop: float) -> None:
         """Account a finished transcription (latency, audio quality, event); keep its audio for
@@ -154,9 +155,9 @@ class VoiceManager:
         """The voice to use (the default for None); raises UnknownVoiceError."""
         return await self.speaker.check_voice(voice)
 
-    def speech(self, voice: str | None = None, per_sentence: bool = False) -> Speech:
-        """The speaking pipeline: push text, end it, read 80 ms frames (per sentence or one row)."""
-        return self.speaker.speech(voice, per_sentence)
+    def speech(self, voice: str | None = None) -> Speech:
+        """The speaking pipeline: push text, end it, read 80 ms frames (one TTS row)."""
+        return self.speaker.speech(voice)
 
     def moshi_answer_audio(self, text: str) -> list[np.ndarray] | None:
         """Moshi's own audio of an answer it gave in a pipeline turn, if `text` is that answer."""

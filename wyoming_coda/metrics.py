@@ -80,6 +80,8 @@ class Metrics:
         self._late_steps = Counter("coda_duplex_late_steps",
                                    "Duplex steps slower than moshi.target_latency_ms", registry=r)
         self._routes = Counter("coda_routes", "Turns by route (adaptive mode)", ["route"], registry=r)
+        self._ends = Counter("coda_end_of_turn", "Spoken commands the server ended, by reason", ["reason"],
+                             registry=r)
         self._connections = Gauge("coda_connections", "Open client connections", ["kind"], registry=r)
         self._occupancy = Gauge("coda_batch_occupancy", "Engine rows in use / capacity", ["engine"], registry=r)
         self._queue = Gauge("coda_queue_depth", "Streams waiting for an engine row", ["engine"], registry=r)
@@ -146,6 +148,9 @@ class Metrics:
 
     def late_step(self) -> None:
         self._late_steps.inc()
+
+    def end_of_turn(self, reason: str) -> None:
+        self._ends.labels(reason).inc()
 
     def connection(self, kind: str, delta: int) -> None:
         self.connections += delta

@@ -164,6 +164,11 @@ class ModelStore:
         engine = self.slots["tts"].model
         return engine if isinstance(engine, TextToSpeech) else None
 
+    def stt_has_end_of_turn(self) -> bool:
+        """Whether the loaded STT model has the end-of-turn head (False while it loads)."""
+        engine = self.slots["stt"].model
+        return isinstance(engine, SpeechToText) and engine.has_end_of_turn
+
     def occupancy(self) -> dict[str, tuple[int, int, int]]:
         """Per loaded engine: (rows in use, capacity, streams waiting for a row)."""
         return {kind: (slot.model.scheduler.active, slot.model.capacity, slot.model.scheduler.waiting)

@@ -1,21 +1,18 @@
-"""The speaking pipeline: a stream of text → sentences → Kyutai TTS rows → 80 ms frames.
+"""The speaking pipeline: a stream of text → Kyutai TTS (one row) → 80 ms frames.
 
-One pipeline for every path that speaks: the Wyoming tts service, the hybrid turn (the LLM's
-text as it streams) and fallback answers. Text is pushed as it arrives and cut into sentences;
-each sentence goes to TTS at once, so audio starts after the first sentence while the rest is
-still being written.
-
-Two ways to use rows: one row for the whole answer (sentences appended to one TTS stream, so
-prosody runs on and the row is taken once, at the start), or one row per sentence with markers
-around each sentence's audio (the Wyoming streaming synthesis, one audio block per sentence).
+One pipeline for every path that speaks: the Wyoming tts service (whole texts and streamed
+ones), the hybrid turn (the LLM's text as it streams) and fallback answers. Text is pushed as it
+arrives and handed to the TTS row word by word (`tts.feed: words`, as Kyutai's Unmute does): the
+model starts speaking after the first words while the rest is still being written, and its
+lookahead waits for the next word rather than ending the sentence. `tts.feed: sentences` hands
+over whole sentences instead (the older behaviour, kept to compare). The row is taken once, at
+the start, so prosody runs on across sentences.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +20,7 @@ import numpy as np
 from .engines.tts import TextToSpeech, TtsStream
 
 OpenTts = Callable[[], Awaitable[TtsStream]]
+FEEDS = ("words", "sentences")
 
 
 class TtsSource(Protocol):
@@ -45,130 +43,120 @@ def split_sentences(text: str) -> tuple[list[str], str]:
     return sentences, text[start:]
 
 
-@dataclass
-class SentenceStart:
-    """Per-sentence mode: the audio of `text` follows."""
-
-    text: str
-
-
-@dataclass
-class SentenceEnd:
-    """Per-sentence mode: the audio of the sentence before is complete."""
-
-
-SpeechItem = np.ndarray | SentenceStart | SentenceEnd
+def split_words(text: str) -> tuple[str, str]:
+    """The complete words of `text` (up to its last whitespace) and the unfinished rest."""
+    cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+    return (text[:cut].strip(), text[cut + 1:]) if cut >= 0 else ("", text)
 
 
 class Speech:
     """One spoken answer: `push` text as it streams, `end` it, read `frames`.
 
-    `open_tts` None: text only (nothing is spoken). `hold`: keep sentences back until `release`
-    (or `end`); `discard` drops what is held."""
+    `open_tts` None: text only (nothing is spoken). `hold`: keep text back until `release` (or
+    `end`); `discard` drops what is held."""
 
-    def __init__(self, open_tts: OpenTts | None, per_sentence: bool = False, hold: bool = False) -> None:
+    def __init__(self, open_tts: OpenTts | None, feed: str = "words", hold: bool = False) -> None:
         self._open_tts = open_tts
-        self.per_sentence = per_sentence
+        self.by_words = feed == "words"
         self.hold = hold
         self._held: list[str] = []
         self._buffer = ""
-        self.spoken: list[str] = []  # the sentences handed to TTS, in order
+        self._sentence = ""  # text since the last sentence end (to tell when one completes)
+        self.spoken: list[str] = []  # the pieces handed to TTS, in order
         self._tts: TtsStream | None = None
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()  # per-sentence mode
+        self._waiting: list[str] = []  # pieces spoken before the row was taken
+        self._ended = False
 
     @property
     def speaks(self) -> bool:
         return self._open_tts is not None
 
     async def start(self) -> None:
-        """Take the TTS row now (one-row mode), so the first sentence is spoken without waiting."""
-        if self._open_tts is not None and not self.per_sentence and self._tts is None:
+        """Take the TTS row now, so the first words are spoken without waiting; what was
+        spoken before goes in first."""
+        if self._open_tts is not None and self._tts is None:
             self._tts = await self._open_tts()
+            waiting, self._waiting = self._waiting, []
+            for piece in waiting:
+                self._tts.add_text(piece)
+            if self._ended:
+                self._tts.end_text()
 
     def push(self, text: str) -> bool:
         """Add streamed text; True when it completed at least one sentence."""
-        sentences, self._buffer = split_sentences(self._buffer + text)
-        for sentence in sentences:
-            self._speak(sentence)
+        sentences, self._sentence = split_sentences(self._sentence + text)
+        if self.by_words:
+            words, self._buffer = split_words(self._buffer + text)
+            if words:
+                self._speak(words)
+        else:
+            self._buffer = self._sentence
+            for sentence in sentences:
+                self._speak(sentence)
         return bool(sentences)
 
     def flush(self) -> bool:
-        """Speak the unfinished rest now (before a pause such as a tool call); True when there
-        was a rest to speak."""
+        """Speak the unfinished rest now (before a pause such as a tool call); True when it
+        held the end of a sentence (text after the last sentence end)."""
         rest, self._buffer = self._buffer.strip(), ""
+        unfinished, self._sentence = self._sentence.strip(), ""
         if rest:
             self._speak(rest)
-        return bool(rest)
+        return bool(unfinished)
 
     def release(self) -> None:
-        """Speak the sentences held back so far."""
+        """Speak the text held back so far."""
         held, self._held = self._held, []
-        for sentence in held:
-            self._send(sentence)
+        for piece in held:
+            self._send(piece)
 
     def discard(self) -> None:
-        """Drop the sentences held back so far (they are never spoken)."""
+        """Drop the text held back so far (it is never spoken)."""
         self._held.clear()
 
     def end(self) -> None:
         """No more text: speak the rest and finish."""
         self.flush()
         self.release()
+        self._ended = True
         if self._tts is not None:
             self._tts.end_text()
-        self._queue.put_nowait(None)
 
-    def _speak(self, sentence: str) -> None:
+    def _speak(self, piece: str) -> None:
         if self.hold:
-            self._held.append(sentence)
+            self._held.append(piece)
         else:
-            self._send(sentence)
+            self._send(piece)
 
-    def _send(self, sentence: str) -> None:
+    def _send(self, piece: str) -> None:
         if self._open_tts is None:
             return
-        self.spoken.append(sentence)
-        if self.per_sentence:
-            self._queue.put_nowait(sentence)
+        self.spoken.append(piece)
+        if self._tts is None:
+            self._waiting.append(piece)
         else:
-            assert self._tts is not None, "start() takes the row before text is pushed"
-            self._tts.add_text(sentence)
+            self._tts.add_text(piece)
 
-    async def frames(self) -> AsyncIterator[SpeechItem]:
-        """Decoded float32 frames at the TTS rate (with sentence markers in per-sentence mode)
-        until the end of the text."""
+    async def frames(self) -> AsyncGenerator[np.ndarray, None]:
+        """Decoded float32 frames at the TTS rate until the end of the text."""
         if self._open_tts is None:
             return
-        if not self.per_sentence:
-            await self.start()
-            assert self._tts is not None
-            async for frame in self._tts.audio():
-                yield frame
-            return
-        while (sentence := await self._queue.get()) is not None:
-            yield SentenceStart(sentence)
-            self._tts = await self._open_tts()
-            try:
-                self._tts.add_text(sentence)
-                self._tts.end_text()
-                async for frame in self._tts.audio():
-                    yield frame
-            finally:
-                await self.close()
-            yield SentenceEnd()
+        await self.start()
+        assert self._tts is not None
+        async for frame in self._tts.audio():
+            yield frame
 
     async def say(self, text: str) -> AsyncGenerator[np.ndarray, None]:
-        """All of `text` at once, spoken (one row): its frames, the row given back at the end.
-        Blank text takes no row and says nothing."""
+        """All of `text` at once, spoken: its frames, the row given back at the end. Blank text
+        takes no row and says nothing."""
         if not text.strip():
             return
         try:
             await self.start()
             self.push(text)
             self.end()
-            async for item in self.frames():
-                if isinstance(item, np.ndarray):
-                    yield item
+            async for frame in self.frames():
+                yield frame
         finally:
             await self.close()
 
@@ -182,9 +170,10 @@ class Speech:
 class Speaker:
     """Opens speech with the TTS engine of the model store, with the default voice."""
 
-    def __init__(self, store: TtsSource, default_voice: str) -> None:
+    def __init__(self, store: TtsSource, default_voice: str, feed: str = "words") -> None:
         self._store = store
         self.default_voice = default_voice
+        self.feed = feed
 
     async def check_voice(self, voice: str | None) -> str:
         """The voice to use (the default for None); raises UnknownVoiceError."""
@@ -196,6 +185,6 @@ class Speaker:
         """A raw TTS stream: add text, end it, read 80 ms frames."""
         return await (await self._store.tts()).open(voice or self.default_voice)
 
-    def speech(self, voice: str | None = None, per_sentence: bool = False) -> Speech:
+    def speech(self, voice: str | None = None) -> Speech:
         """A speaking pipeline with `voice`."""
-        return Speech(lambda: self.open_stream(voice), per_sentence)
+        return Speech(lambda: self.open_stream(voice), self.feed)

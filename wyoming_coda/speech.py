@@ -15,12 +15,32 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import AudioFormatError
+from .config import STTConfig
 from .engines.stt import SttStream
 from .frontend import AudioFrontEnd, AudioQuality
 
 KEPT_AUDIO_SECONDS = 30.0  # the longest utterance whose audio is kept for Moshi
-END_OF_TURN_THRESHOLD = 0.6  # moving average of the end-of-turn head, as Kyutai's Unmute
-END_OF_TURN_WINDOW = 4  # frames (320 ms)
+
+
+@dataclass(frozen=True)
+class EndOfTurnRules:
+    """When a spoken command is over (the `stt.end_of_turn*` keys; docs/protocol.md, asr). The
+    head's score is averaged over `smoothing` frames after the first `ignore` (as Kyutai's Unmute
+    does); checkpoints without the head fall back to Silero VAD's silence."""
+
+    threshold: float = 0.6
+    smoothing: int = 4
+    ignore: int = 12
+    silence_ms: int = 700
+    max_pause_ms: int = 3000
+    no_speech_ms: int = 8000
+    max_command_ms: int = 15000
+
+    @classmethod
+    def from_config(cls, stt: STTConfig) -> EndOfTurnRules:
+        return cls(stt.end_of_turn_threshold, stt.end_of_turn_smoothing, stt.end_of_turn_ignore,
+                   stt.end_of_turn_silence_ms, stt.end_of_turn_max_pause_ms, int(stt.no_speech_timeout * 1000),
+                   int(stt.max_command_seconds * 1000))
 
 
 @dataclass
@@ -53,11 +73,12 @@ class Transcription:
 
     def __init__(
         self, stream: SttStream, front: AudioFrontEnd, language: str,
-        on_final: Callable[[Transcription, float], None] | None = None,
+        on_final: Callable[[Transcription, float], None] | None = None, rules: EndOfTurnRules | None = None,
     ) -> None:
         self.stream = stream
         self.front = front
         self.language = language
+        self.rules = rules or EndOfTurnRules()
         self._on_final = on_final  # called once the final text is in, with the seconds since `finish`
         self._finished_at: float | None = None
         self._audio: list[np.ndarray] = []  # what the model heard, up to KEPT_AUDIO_SECONDS
@@ -65,7 +86,9 @@ class Transcription:
         self.pieces: list[str] = []
         self.end_of_speech = asyncio.Event()
         self.heard_speech = False
-        self._end_scores: deque[float] = deque(maxlen=END_OF_TURN_WINDOW)
+        self._end_scores: deque[float] = deque(maxlen=self.rules.smoothing)
+        self.head_says_done = False  # the smoothed end-of-turn head, at the latest model step
+        self.audio_ms = 0  # audio received so far
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (audio ms at chunk end, arrival)
         self.end_of_speech_delay: float | None = None  # seconds from hearing the end of speech to saying so
 
@@ -76,7 +99,8 @@ class Transcription:
     def feed(self, data: bytes, rate: int, width: int, channels: int) -> Heard:
         """Feed PCM; returns what the model heard. Raises AudioFormatError."""
         out = self.front.process(data, rate, width, channels)
-        self._arrivals.append((int(self.front.samples * 1000 / rate), time.monotonic()))
+        self.audio_ms = int(self.front.samples * 1000 / rate)
+        self._arrivals.append((self.audio_ms, time.monotonic()))
         self.stream.feed(out.audio)
         if self._audio_samples < KEPT_AUDIO_SECONDS * self.front.model_rate:
             self._audio.append(out.audio)
@@ -126,13 +150,32 @@ class Transcription:
             self._on_final(self, time.monotonic() - self._finished_at)
 
     def _end_of_turn(self, score: float | None) -> bool:
-        if score is None or not self.heard_speech:
+        """Whether the model's head, smoothed, says the speaker is done."""
+        if score is None or not self.user_spoke or self.stream.frames_in <= self.rules.ignore:
             return False
         self._end_scores.append(score)
-        return (
-            len(self._end_scores) == END_OF_TURN_WINDOW
-            and sum(self._end_scores) / END_OF_TURN_WINDOW > END_OF_TURN_THRESHOLD
-        )
+        window = self.rules.smoothing
+        self.head_says_done = len(self._end_scores) == window and sum(self._end_scores) / window > self.rules.threshold
+        return self.head_says_done
+
+    def turn_over(self) -> str | None:
+        """Why the spoken command is over now, or None while it goes on: "end-of-turn" (the
+        model's head, the user silent), "pause" (a silence longer than the head may hold the
+        turn), "silence" (VAD only, for checkpoints without the head), "no-speech",
+        "max-length"."""
+        rules, vad = self.rules, self.front.vad is not None
+        if self.audio_ms >= rules.max_command_ms:
+            return "max-length"
+        if not (self.heard_speech if vad else self.text):
+            return "no-speech" if self.audio_ms >= rules.no_speech_ms else None
+        if self.front.in_speech:
+            return None
+        silence = self.front.silence_run_ms
+        if self.stream.engine.has_end_of_turn:
+            if self.head_says_done:
+                return "end-of-turn"
+            return "pause" if vad and silence >= rules.max_pause_ms else None
+        return "silence" if vad and silence >= rules.silence_ms else None
 
     async def close(self) -> None:
         await self.stream.close()

@@ -1,6 +1,12 @@
 """Wyoming `asr`: audio-start / audio-chunk* / audio-stop → transcript-start, transcript-chunk*
 while the user speaks, transcript, transcript-stop; voice-started / voice-stopped from Silero
-VAD and the STT model's end-of-turn head."""
+VAD and the STT model's end-of-turn head.
+
+With `stt.end_of_turn` (the default) the server ends the command itself: when the model's
+head (or, without one, the VAD's silence) says the user is done, or a bound is reached, it
+flushes the model's text delay at once and sends the final transcript while the audio still
+streams; the rest of that audio, and a late audio-stop, are dropped. A client that sends
+audio-stop first gets its transcript then, as without the option."""
 
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ class AsrService:
         self._language: str | None = None
         self._transcription: Transcription | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._ending: asyncio.Task[None] | None = None
+        self._ended = False  # the server ended this command: the client may still be streaming
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TYPES
@@ -55,6 +63,7 @@ class AsrService:
 
     async def _start(self, start: AudioStart) -> None:
         await self.close()  # a new audio-start ends the previous utterance
+        self._ended = False
         try:
             check_format(start.rate, start.width, start.channels)
         except AudioFormatError as err:
@@ -65,6 +74,8 @@ class AsrService:
         self._reader = asyncio.create_task(self._read(transcription), name="asr reader")
 
     async def _chunk(self, chunk: AudioChunk) -> None:
+        if self._ended:
+            return  # the command is over; the client streams until it reads the transcript
         if self._transcription is None:
             await self.connection.send_error("audio-chunk without audio-start", "no-audio-start")
             return
@@ -75,6 +86,17 @@ class AsrService:
             return
         for activity in heard.activity:
             await self._voice_event(activity)
+        self._check_end(self._transcription)
+
+    def _check_end(self, transcription: Transcription) -> None:
+        """End the command here when the server owns its end and it is over."""
+        if not self.manager.config.stt.end_of_turn or self._ending is not None:
+            return
+        reason = transcription.turn_over()
+        if reason is not None:
+            self._ended = True
+            self.manager.metrics.end_of_turn(reason)
+            self._ending = asyncio.create_task(self._finish(reason), name="asr end of turn")
 
     async def _voice_event(self, activity: VoiceActivity) -> None:
         if activity.started:
@@ -90,8 +112,18 @@ class AsrService:
                 await self.connection.write_event(TranscriptChunk(text=result.text).event())
             else:
                 await self._voice_event(result)
+            if not self._ended:
+                self._check_end(transcription)
 
     async def _stop(self) -> None:
+        if self._ended:
+            return  # the server ended this command already
+        await self._finish()
+
+    async def _finish(self, reason: str | None = None) -> None:
+        """The final transcript: flush the model's delay (faster than real time), then send it
+        (empty when the command ended without speech: words the model wrote then are noise)."""
+        self._ended = True
         transcription, reader = self._transcription, self._reader
         if transcription is None or reader is None:
             await self.connection.send_error("audio-stop without audio-start", "no-audio-start")
@@ -101,13 +133,16 @@ class AsrService:
             await reader
         finally:
             await self.close()
-        text = transcription.text
+        text = "" if reason == "no-speech" else transcription.text
         await self.connection.write_event(Transcript(text=text, language=transcription.language).event())
         await self.connection.write_event(TranscriptStop().event())
 
     async def close(self) -> None:
-        transcription, reader = self._transcription, self._reader
-        self._transcription = self._reader = None
+        transcription, reader, ending = self._transcription, self._reader, self._ending
+        self._transcription = self._reader = self._ending = None
+        if ending is not None and not ending.done() and ending is not asyncio.current_task():
+            ending.cancel()
+            await asyncio.gather(ending, return_exceptions=True)
         if reader is not None and not reader.done():
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

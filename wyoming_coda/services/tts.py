@@ -1,7 +1,8 @@
 """Wyoming `tts`: `synthesize` (whole text) and the streaming form (synthesize-start,
-synthesize-chunk*, synthesize, synthesize-stop → audio-start/chunk/stop per sentence,
-synthesize-stopped). Audio is 24 kHz s16le mono in 80 ms chunks, sent as each frame is decoded.
-A new synthesize (or synthesize-start) while audio is still going out cancels it (barge-in)."""
+synthesize-chunk*, synthesize, synthesize-stop → one audio-start/chunk*/stop block,
+synthesize-stopped; the streamed words reach the model as they arrive). Audio is 24 kHz s16le
+mono in 80 ms chunks, sent as each frame is decoded. A new synthesize (or synthesize-start)
+while audio is still going out cancels it (barge-in)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from wyoming.tts import (
 
 from ..audio import float_to_s16
 from ..engines.tts import UnknownVoiceError
-from ..speaking import SentenceEnd, SentenceStart, Speech
+from ..speaking import Speech
 from . import Connection
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class TtsService:
             await self._cancel()
             voice = await self._check_voice(SynthesizeStart.from_event(event).voice)
             if voice is not None:
-                self._stream, self._streamed = self.manager.speech(voice, per_sentence=True), ""
+                self._stream, self._streamed = self.manager.speech(voice), ""
                 # the text may be one of Moshi's answers: speak nothing until it cannot be
                 self._stream.hold = self.manager.may_be_moshi_answer("")
                 self._task = asyncio.create_task(self._speak_stream(self._stream))
@@ -115,22 +116,13 @@ class TtsService:
             self._stream.release()
 
     async def _speak_stream(self, speech: Speech) -> None:
-        """One audio block per sentence (closed also when cancelled), then synthesize-stopped."""
-        sent_ms, in_block = 0, False
+        """The streamed text as one audio block (closed also when cancelled), then
+        synthesize-stopped. The row is taken at once: the first words are spoken as they come."""
         try:
-            async for item in speech.frames():
-                if isinstance(item, SentenceStart):
-                    sent_ms, in_block = 0, True
-                    await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
-                elif isinstance(item, SentenceEnd):
-                    in_block = False
-                    await self._write(AudioStop(timestamp=sent_ms).event())
-                else:
-                    sent_ms = await self._send_frame(item, sent_ms)
+            await speech.start()
+            await self._block(speech.frames())
         finally:
             await speech.close()
-            if in_block:
-                await self._write(AudioStop(timestamp=sent_ms).event())
         await self._write(SynthesizeStopped().event())
 
     async def _block(self, frames: AsyncGenerator[np.ndarray, None]) -> None:
