@@ -115,6 +115,35 @@ async def moshi_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     return {"moshi_answer_text": answered, "moshi_voice_to_voice": first_audio}
 
 
+ANSWER = "The kitchen light is on now, and the heating stays at twenty degrees for the evening. Anything else?"
+WORD_GAP = 0.04  # seconds between streamed words: a local LLM at about 25 tokens per second
+
+
+async def feeding_first_audio(manager: VoiceManager, feed: str) -> float:
+    """Seconds from the first streamed word of an answer to its first audio, with the TTS fed
+    `feed` ("words" or "sentences") while the rest of the answer still streams in."""
+    speech = Speech(manager.speaker.open_stream, feed)
+    await speech.start()  # the row is taken while the LLM thinks, as in a turn
+    frames = speech.frames()
+
+    async def stream_text() -> None:
+        for i, word in enumerate(ANSWER.split(" ")):
+            speech.push(word if i == 0 else " " + word)
+            await asyncio.sleep(WORD_GAP)
+        speech.end()
+
+    writer = asyncio.create_task(stream_text())
+    start = time.perf_counter()
+    try:
+        await anext(frames)
+        return time.perf_counter() - start
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await frames.aclose()
+        await speech.close()
+
+
 async def main_async(rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
@@ -131,6 +160,8 @@ async def main_async(rounds: int) -> None:
     try:
         await one_turn(manager, wavs[0])  # warm-up: loads the LLM
         results = [await one_turn(manager, wavs[i % len(wavs)]) for i in range(rounds)]
+        feeding = {feed: [await feeding_first_audio(manager, feed) for _ in range(rounds + 1)][1:]
+                   for feed in ("sentences", "words")}
     finally:
         await manager.close()
     print(f"\nConversation turn, end of user speech -> first response audio ({rounds} turns, median ms)")
@@ -150,6 +181,12 @@ async def main_async(rounds: int) -> None:
           "   (target <= 100 ms)")
     print("\nThe model samples, so its answer (and first sentence) differs between the turn and the"
           "\nLLM-alone request: the per-turn overhead is the precise figure, the ratio a cross-check.")
+    by_sentence, by_word = (statistics.median(feeding[f]) for f in ("sentences", "words"))
+    print(f"\nTTS feeding: first streamed word -> first audio (a word every {WORD_GAP * 1000:.0f} ms, "
+          f"{rounds} answers, median ms)")
+    print(f"  whole sentences (tts.feed: sentences)                  {by_sentence * 1000:8.1f}")
+    print(f"  word by word (tts.feed: words, the default)            {by_word * 1000:8.1f}")
+    print(f"  words / sentences                                      {by_word / by_sentence:8.2f}")
 
     config.mode = "moshi_only"
     config.moshi.reply_max_seconds = 3.0
