@@ -107,14 +107,17 @@ def start_with_head(start_server, head: Path, tmp_path: Path) -> Callable[..., S
 async def test_the_server_ends_the_command_while_audio_streams(start_with_head, head: Path,
                                                                speech_dir: Path) -> None:
     server = start_with_head()
-    words = pcm(speech_dir / "s0.wav")
-    head.write_text("1")  # the head: done whenever the user is silent
-    result = await stream(server, np.concatenate([words, silence(3.0)]))
+    words = pcm(speech_dir / "s0.wav")  # with 0.7 s of silence after
+    spoken_chunks = (len(words) - int(0.7 * RATE)) // CHUNK
+
+    def head_says(chunk: int) -> None:  # as a real head: done once the words are over
+        head.write_text("1" if chunk >= spoken_chunks else "0")
+
+    result = await stream(server, np.concatenate([words, silence(3.0)]), head_says)
     types = [e.type for e in result.events]
     assert types[-3:] == ["transcript", "transcript-stop", "pong"]  # the late audio-stop: no error
     assert result.text
-    spoken_chunks = len(words) // CHUNK
-    assert spoken_chunks < result.transcript_at < result.chunks  # after the words, before the audio ended
+    assert spoken_chunks < result.transcript_at < spoken_chunks + 0.7 * RATE / CHUNK  # before a 0.7 s timer
     assert counter(server, "end-of-turn") == 1
 
 

@@ -60,7 +60,8 @@ async def test_plain_client_gets_a_streamed_answer(start_server, ollama: OllamaD
     types = [e.type for e in events]
     assert types[0] == "handled-start" and types[-2:] == ["handled-stop", "handled"]
     assert chunks(events) == "The weather is sunny today. Enjoy it!"
-    assert events[-1].data == {"text": "The weather is sunny today. Enjoy it!", "context": {"conversation_id": "c1"}}
+    assert events[-1].data == {"text": "The weather is sunny today. Enjoy it!", "context": {
+        "conversation_id": "c1", "language": "en", "voice": "expresso/ex03-ex01_happy_001_channel1_334s.wav"}}
     (request,) = ollama.requests
     assert request["stream"] is True and request["think"] is False and request["keep_alive"] == "-1"
     assert request["messages"][0]["role"] == "system" and request["messages"][-1] == {
@@ -286,10 +287,11 @@ async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_pat
 
     server = start_server("--llm-provider", "llamacpp", "--llm-model", str(smollm2()), "--config",
                           config_file(tmp_path, voice_processing={"external_llm": {"threads": 1, "context_size": 1024}}))
-    events = await handle_turn(server, "Say hello and name three colours.")  # a few words, always
+    events = await handle_turn(server, "Say hello and name three colours.")
     streamed = [e for e in events if e.type == "handled-chunk"]
-    assert events[-1].type == "handled" and len(streamed) > 3
-    assert events[-1].data["text"] == chunks(events).strip() and len(events[-1].data["text"].split()) > 2
+    assert events[-1].type == "handled" and len(streamed) > 3  # streamed token by token
+    # the model samples (a few words, or now and then a row of emoji): the answer is what streamed
+    assert events[-1].data["text"] == chunks(events).strip() and events[-1].data["text"]
 
 
 async def test_adaptive_mode_routes_each_turn(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ async def test_describe_lists_asr_tts_handle(server: ServerProcess) -> None:
     assert info.asr[0].models[0].installed
     assert info.asr[0].supports_transcript_streaming
     voices = {v.name for v in info.tts[0].voices}
-    assert voices == {"expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav"}
+    assert voices == {"expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav",
+                      "cml-tts/fr/2465_1943_000152-0002.wav"}
     assert info.tts[0].supports_synthesize_streaming
     assert info.handle[0].models[0].name == "qwen3:8b"
     assert info.handle[0].supports_handled_streaming

@@ -168,7 +168,8 @@ TINY_REPOS = {
     "moshi": ("kyutai/moshika-pytorch-bf16", moshi_config),
     "moshiko": ("kyutai/moshiko-pytorch-bf16", moshi_config),  # a second Moshi voice
 }
-TINY_VOICES = ("expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav")
+TINY_VOICES = ("expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav",
+               "cml-tts/fr/2465_1943_000152-0002.wav")
 
 
 def build_tiny_hub(root: Path, cache_dir: Path) -> dict[str, Path]:

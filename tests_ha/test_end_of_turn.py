@@ -91,8 +91,12 @@ async def test_the_command_ends_by_the_servers_decision(
     server = await _server(coda_server_factory, head)
     pipeline_id = await _coda_pipeline(hass, server, tmp_path)
     words = _pcm(speech)  # the request, with 0.7 s of silence after
-    head.write_text("1")  # the head: done once the user is silent
-    satellite = Satellite(np.concatenate([words, _silence(4.0)]))
+    spoken = (len(words) - int(0.7 * RATE)) // CHUNK
+
+    def head_says(chunk: int) -> None:  # as a real head: done once the words are over
+        head.write_text("1" if chunk >= spoken else "0")
+
+    satellite = Satellite(np.concatenate([words, _silence(4.0)]), head_says)
     events, at_end = await _listen(hass, pipeline_id, satellite)
     assert events[PipelineEventType.STT_END]["stt_output"]["text"]
     if SERVER_OWNS_THE_END:

@@ -28,6 +28,7 @@ DEFAULT_STT_MODEL = "kyutai/stt-1b-en_fr"
 DEFAULT_TTS_MODEL = "kyutai/tts-1.6b-en_fr"
 DEFAULT_TTS_VOICES = "kyutai/tts-voices"
 DEFAULT_TTS_VOICE = "expresso/ex03-ex01_happy_001_channel1_334s.wav"
+DEFAULT_LANGUAGE_VOICES = ("fr=cml-tts/fr/2465_1943_000152-0002.wav",)
 DEFAULT_LLM_URL = "http://127.0.0.1:11434"
 DEFAULT_LLM_MODEL = "qwen3:8b"
 DEFAULT_URI = "tcp://0.0.0.0:10300"
@@ -64,6 +65,14 @@ def _uri(value: Any) -> str:
     if re.match(r"^tcp://[^:/]+:\d+$", text) or re.match(r"^unix://.+$", text):
         return text
     raise vol.Invalid(f"expected tcp://HOST:PORT or unix://PATH, got {text!r}")
+
+
+def _language_voice(value: Any) -> str:
+    """LANG=VOICE: the voice of answers in LANG."""
+    text = str(value)
+    if re.match(r"^[a-z]{2}=\S+$", text):
+        return text
+    raise vol.Invalid(f"expected LANG=VOICE such as fr=cml-tts/fr/2465_1943_000152-0002.wav, got {text!r}")
 
 
 def _url(value: Any) -> str:
@@ -183,6 +192,10 @@ class TTSConfig:
     vram_allocation: str | None = option(None, _size, "memory budget of the TTS model (null: none)")
     feed: str = option("words", vol.In(("words", "sentences")),
                        "streamed text reaches the model word by word, or in whole sentences", "--tts-feed")
+    language_voices: tuple[str, ...] = option(
+        DEFAULT_LANGUAGE_VOICES, vol.All([_language_voice], vol.Coerce(tuple)),
+        "LANG=VOICE: the voice of answers in another language than the default voice's, when a request "
+        "names no voice", "--language-voice", action="append")
 
 
 @dataclass

@@ -54,6 +54,8 @@ class TurnDone:
     error: str | None = None  # LLMError code
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds from turn start
     tool_calls: int = 0
+    language: str | None = None  # the answer's language (set by the turn runner)
+    voice: str | None = None  # the voice it is (or would be) spoken with
 
 
 TurnEvent = TextDelta | AudioOut | ToolCalled | ToolAnswered | TurnDone

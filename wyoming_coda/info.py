@@ -46,6 +46,14 @@ def _artifact(cls: type[Model], name: str, description: str, attribution: Attrib
                version=None, languages=languages)
 
 
+def voice_languages(voice: str, languages: list[str], language_voices: tuple[str, ...]) -> list[str]:
+    """The languages a voice is offered for: those `tts.language_voices` gives it, else a
+    language folder in its name (`cml-tts/fr/...`), else every language of the model."""
+    configured = [entry.split("=", 1)[0] for entry in language_voices if entry.split("=", 1)[1] == voice]
+    in_name = [part for part in voice.split("/")[:-1] if part in languages]
+    return configured or in_name or languages
+
+
 def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Info:
     """Describe the asr, tts and handle programs with the models this server runs."""
     stt, tts = store.slots["stt"], store.slots["tts"]
@@ -65,8 +73,9 @@ def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Inf
     voice_source = _model_attribution(config.tts.voices)
     tts_program = _program(
         TtsProgram, "coda-tts", "Kyutai streaming text-to-speech",
-        voices=[_artifact(TtsVoice, voice, f"Kyutai TTS voice on {tts.source}", voice_source,
-                          tts.state == "ready", model_languages(tts.source)) for voice in voices],
+        voices=[_artifact(TtsVoice, voice, f"Kyutai TTS voice on {tts.source}", voice_source, tts.state == "ready",
+                          voice_languages(voice, model_languages(tts.source), config.tts.language_voices))
+                for voice in voices],
         supports_synthesize_streaming=True,
     )
     handle = _program(

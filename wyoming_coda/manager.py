@@ -69,7 +69,9 @@ class VoiceManager:
         self.llm: LLMBackend = create_backend(config.external_llm, config.moshi.external_llm_enabled)
         self.conversations = Conversations(self.metrics, self.events)
         self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
-        self.speaker = Speaker(self.store, config.tts.voice, config.tts.feed)
+        self.speaker = Speaker(self.store, config.tts.voice, config.tts.feed,
+                               dict(entry.split("=", 1) for entry in config.tts.language_voices),
+                               self.store.slots["tts"].languages, self.events)
         data_dir = Path(config.server.data_dir)
         default = Personality(
             name=config.personality.name, style=config.personality.style,
@@ -156,7 +158,8 @@ class VoiceManager:
         return await self.speaker.check_voice(voice)
 
     def speech(self, voice: str | None = None) -> Speech:
-        """The speaking pipeline: push text, end it, read 80 ms frames (one TTS row)."""
+        """The speaking pipeline: push text, end it, read 80 ms frames (one TTS row); without a
+        `voice`, the voice of the text's language."""
         return self.speaker.speech(voice)
 
     def moshi_answer_audio(self, text: str) -> list[np.ndarray] | None:

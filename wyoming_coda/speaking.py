@@ -11,15 +11,21 @@ the start, so prosody runs on across sentences.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
-from .engines.tts import TextToSpeech, TtsStream
+from .engines.tts import TextToSpeech, TtsStream, UnknownVoiceError
+from .events import EventBus
+from .language import detect_language
 
-OpenTts = Callable[[], Awaitable[TtsStream]]
+_LOGGER = logging.getLogger(__name__)
+
+OpenTts = Callable[[str], Awaitable[TtsStream]]  # gets the text known when the row is taken
 FEEDS = ("words", "sentences")
 
 
@@ -53,10 +59,16 @@ class Speech:
     """One spoken answer: `push` text as it streams, `end` it, read `frames`.
 
     `open_tts` None: text only (nothing is spoken). `hold`: keep text back until `release` (or
-    `end`); `discard` drops what is held."""
+    `end`); `discard` drops what is held. `wait_for_text`: the row is taken once the first words
+    are in (`open_tts` chooses the voice from them)."""
 
-    def __init__(self, open_tts: OpenTts | None, feed: str = "words", hold: bool = False) -> None:
+    def __init__(
+        self, open_tts: OpenTts | None, feed: str = "words", hold: bool = False, wait_for_text: bool = False
+    ) -> None:
         self._open_tts = open_tts
+        self._text_in = asyncio.Event()
+        if not wait_for_text:
+            self._text_in.set()
         self.by_words = feed == "words"
         self.hold = hold
         self._held: list[str] = []
@@ -75,7 +87,8 @@ class Speech:
         """Take the TTS row now, so the first words are spoken without waiting; what was
         spoken before goes in first."""
         if self._open_tts is not None and self._tts is None:
-            self._tts = await self._open_tts()
+            await self._text_in.wait()
+            self._tts = await self._open_tts(" ".join(self._waiting))
             waiting, self._waiting = self._waiting, []
             for piece in waiting:
                 self._tts.add_text(piece)
@@ -119,6 +132,7 @@ class Speech:
         self.flush()
         self.release()
         self._ended = True
+        self._text_in.set()
         if self._tts is not None:
             self._tts.end_text()
 
@@ -132,6 +146,7 @@ class Speech:
         if self._open_tts is None:
             return
         self.spoken.append(piece)
+        self._text_in.set()
         if self._tts is None:
             self._waiting.append(piece)
         else:
@@ -152,7 +167,6 @@ class Speech:
         if not text.strip():
             return
         try:
-            await self.start()
             self.push(text)
             self.end()
             async for frame in self.frames():
@@ -168,12 +182,22 @@ class Speech:
 
 
 class Speaker:
-    """Opens speech with the TTS engine of the model store, with the default voice."""
+    """Opens speech with the TTS engine of the model store. A request that names no voice gets
+    the voice of its language (`tts.language_voices`; the default voice otherwise): the language
+    of its text where the words tell, else that of the latest answer."""
 
-    def __init__(self, store: TtsSource, default_voice: str, feed: str = "words") -> None:
+    def __init__(
+        self, store: TtsSource, default_voice: str, feed: str = "words",
+        language_voices: Mapping[str, str] | None = None, languages: Sequence[str] = ("en",),
+        events: EventBus | None = None,
+    ) -> None:
         self._store = store
+        self._events = events
         self.default_voice = default_voice
         self.feed = feed
+        self.language_voices = dict(language_voices or {})
+        self.languages = list(languages)
+        self.last_language: str | None = None  # of the latest answer (turns.py sets it)
 
     async def check_voice(self, voice: str | None) -> str:
         """The voice to use (the default for None); raises UnknownVoiceError."""
@@ -181,10 +205,35 @@ class Speaker:
         await (await self._store.tts()).check_voice(name)
         return name
 
-    async def open_stream(self, voice: str | None = None) -> TtsStream:
-        """A raw TTS stream: add text, end it, read 80 ms frames."""
-        return await (await self._store.tts()).open(voice or self.default_voice)
+    def voice_for(self, language: str | None) -> str:
+        """The voice of answers in `language`."""
+        return self.language_voices.get(language or "", self.default_voice)
+
+    def language_of(self, text: str) -> str | None:
+        """The language `text` is in (among the TTS model's), else the latest answer's."""
+        return detect_language(text, self.languages) or self.last_language
+
+    async def open_stream(self, voice: str | None = None, language: str | None = None) -> TtsStream:
+        """A raw TTS stream: add text, end it, read 80 ms frames. `language`: the text's, when it
+        chose the voice (reported in the `synthesis` event)."""
+        name = voice or self.default_voice
+        stream = await (await self._store.tts()).open(name)
+        if self._events is not None:
+            self._events.publish("synthesis", voice=name, language=language)
+        return stream
+
+    async def _open_for(self, text: str) -> TtsStream:
+        """A stream with the voice of `text`'s language (the default one if that voice is missing)."""
+        language = self.language_of(text)
+        voice = self.voice_for(language)
+        try:
+            return await self.open_stream(voice, language)
+        except UnknownVoiceError:
+            _LOGGER.warning("Voice %s (tts.language_voices) is not in the voice repository", voice)
+            return await self.open_stream(self.default_voice, language)
 
     def speech(self, voice: str | None = None) -> Speech:
-        """A speaking pipeline with `voice`."""
-        return Speech(lambda: self.open_stream(voice), self.feed)
+        """A speaking pipeline with `voice`; None: the voice of the language of its first words."""
+        if voice is None:
+            return Speech(self._open_for, self.feed, wait_for_text=True)
+        return Speech(lambda _text: self.open_stream(voice), self.feed)

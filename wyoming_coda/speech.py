@@ -160,7 +160,7 @@ class Transcription:
 
     def turn_over(self) -> str | None:
         """Why the spoken command is over now, or None while it goes on: "end-of-turn" (the
-        model's head, the user silent), "pause" (a silence longer than the head may hold the
+        model's head, the VAD hearing no speech in its latest window), "pause" (a silence longer than the head may hold the
         turn), "silence" (VAD only, for checkpoints without the head), "no-speech",
         "max-length"."""
         rules, vad = self.rules, self.front.vad is not None
@@ -168,9 +168,9 @@ class Transcription:
             return "max-length"
         if not (self.heard_speech if vad else self.text):
             return "no-speech" if self.audio_ms >= rules.no_speech_ms else None
-        if self.front.in_speech:
-            return None
         silence = self.front.silence_run_ms
+        if vad and not silence:
+            return None  # the user is speaking right now
         if self.stream.engine.has_end_of_turn:
             if self.head_says_done:
                 return "end-of-turn"

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .config import VoiceConfig
 from .conversation import Conversation, Route, route_turn, system_prompt
 from .events import EventBus
 from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent, TurnRequest, run_turn
+from .language import detect_language
 from .llm.base import LLMBackend
 from .memory import Memory
 from .metrics import Metrics
@@ -118,13 +119,16 @@ class TurnRunner:
         conversation.last_active = time.monotonic()
         if options.personality:
             Personality().overridden(options.personality)  # refuse bad fields before anything runs
-        if options.language:
+        if options.language:  # the client's (Home Assistant: the pipeline's), else the user's words'
             conversation.language = options.language
+        elif (detected := detect_language(text, self.speaker.languages)) is not None:
+            conversation.language = detected
+        voice = options.voice or self.speaker.voice_for(conversation.language)
         route = self.route(text)
         self.metrics.route(route.name)
         self.events.publish("route", conversation_id=conversation.id, route=route.name, reason=route.reason)
         self._adapt_personality(conversation, text)
-        speech = self.speaker.speech(options.voice) if options.speak else Speech(None)
+        speech = self.speaker.speech(voice) if options.speak else Speech(None)
         if route.name == "fallback":
             events = self._fallback(route, speech)
         elif route.name == "moshi" and self.moshi is not None:
@@ -140,6 +144,8 @@ class TurnRunner:
                 elif isinstance(event, ToolAnswered):
                     self.metrics.tool_call(ok=event.error is None)
                 elif isinstance(event, TurnDone):
+                    event = replace(event, language=conversation.language, voice=voice)
+                    self.speaker.last_language = conversation.language
                     await self._finish(conversation, text, event, time.monotonic() - start, options.memory)
                 yield event
 
@@ -225,5 +231,5 @@ class TurnRunner:
                 if learned:
                     self.events.publish("memory", conversation_id=conversation.id, learned=learned)
         self.events.publish("response_generated", conversation_id=conversation.id, text=done.text,
-                            route=done.route, latency_ms={k: v * 1000 for k, v in done.timings.items()},
+                            route=done.route, language=done.language, voice=done.voice, latency_ms={k: v * 1000 for k, v in done.timings.items()},
                             seconds=seconds)

@@ -122,7 +122,7 @@ WORD_GAP = 0.04  # seconds between streamed words: a local LLM at about 25 token
 async def feeding_first_audio(manager: VoiceManager, feed: str) -> float:
     """Seconds from the first streamed word of an answer to its first audio, with the TTS fed
     `feed` ("words" or "sentences") while the rest of the answer still streams in."""
-    speech = Speech(manager.speaker.open_stream, feed)
+    speech = Speech(lambda _text: manager.speaker.open_stream(), feed)
     await speech.start()  # the row is taken while the LLM thinks, as in a turn
     frames = speech.frames()
 

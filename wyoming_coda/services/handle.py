@@ -125,7 +125,8 @@ class HandleService:
         if done is None or done.error:
             await self.connection.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
         else:
-            await self.connection.write_event(Handled(text=done.text, context=out_context).event())
+            answer = {**out_context, "language": done.language, "voice": done.voice}
+            await self.connection.write_event(Handled(text=done.text, context=answer).event())
 
     async def close(self) -> None:
         turn, self._turn = self._turn, None

@@ -64,15 +64,13 @@ class TtsService:
                 return
             await self._cancel()
             moshi = self.manager.moshi_answer_audio(synthesize.text)
-            voice = None if moshi is not None else await self._check_voice(synthesize.voice)
             if moshi is not None:
                 self._task = asyncio.create_task(self._play(moshi, streaming=False))
-            elif voice is not None:
+            elif (voice := await self._check_voice(synthesize.voice)) != "":
                 self._task = asyncio.create_task(self._speak_whole(voice, synthesize.text))
         elif SynthesizeStart.is_type(event.type):
             await self._cancel()
-            voice = await self._check_voice(SynthesizeStart.from_event(event).voice)
-            if voice is not None:
+            if (voice := await self._check_voice(SynthesizeStart.from_event(event).voice)) != "":
                 self._stream, self._streamed = self.manager.speech(voice), ""
                 # the text may be one of Moshi's answers: speak nothing until it cannot be
                 self._stream.hold = self.manager.may_be_moshi_answer("")
@@ -92,12 +90,16 @@ class TtsService:
             self._stream = None
 
     async def _check_voice(self, voice: object) -> str | None:
-        """The voice to speak with, or None after an `unknown-voice` error."""
+        """The voice asked for; None when none was (the text's language decides); "" after an
+        `unknown-voice` error."""
+        name = getattr(voice, "name", None)
+        if not name:
+            return None
         try:
-            return await self.manager.check_voice(getattr(voice, "name", None))
+            return await self.manager.check_voice(name)
         except UnknownVoiceError as err:
             await self.connection.send_error(str(err), "unknown-voice")
-            return None
+            return ""
 
     async def _stream_text(self, text: str) -> None:
         if self._stream is None:
@@ -136,7 +138,7 @@ class TtsService:
         finally:
             await self._write(AudioStop(timestamp=sent_ms).event())
 
-    async def _speak_whole(self, voice: str, text: str) -> None:
+    async def _speak_whole(self, voice: str | None, text: str) -> None:
         await self._block(self.manager.speech(voice).say(text))
 
     async def _play(self, frames: list[np.ndarray], streaming: bool) -> None:
