@@ -32,6 +32,16 @@ def test_speech() -> None:
     assert re.search(rf"coda / peer wall time at 2 clients: stt {NUMBER}, tts {NUMBER}", out)
 
 
+@pytest.mark.timeout(900)
+def test_assist() -> None:
+    """Through a real Home Assistant (the current release's test environment), with the peers."""
+    out = bench("assist", "--rounds", "1")
+    for row in ("Coda, server end of turn \\(head\\)", "Coda, server end of turn \\(VAD only\\)",
+                "Coda, Home Assistant's timer", "faster-whisper \\+ piper, HA's timer"):
+        assert re.search(rf"{row}\s+-?\d+\s+-?\d+\s+-?\d+\s+{NUMBER}", out), row
+    assert re.search(rf"server end of turn / Home Assistant's timer \(first audio\)\s+{NUMBER}", out)
+
+
 @pytest.mark.timeout(600)
 def test_conversation() -> None:
     """Through the public API, with the real SmolLM2 on embedded llama.cpp."""

