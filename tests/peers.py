@@ -40,15 +40,21 @@ def peer_paths(peers_python: Path) -> tuple[Path, Path]:
     return Path(whisper), Path(piper)
 
 
+def start_whisper(peers_venv: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+    """wyoming-faster-whisper with Whisper tiny.en (2 threads, beam 1, English) on loopback."""
+    whisper_dir, _ = peer_paths(peers_venv / "bin" / "python")
+    return start_peer([str(peers_venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{port}",
+                       "--model", str(whisper_dir), "--data-dir", str(work / "fw"), "--stt-library", "faster-whisper",
+                       "--language", "en", "--cpu-threads", "2", "--beam-size", "1", "--local-files-only"],
+                      port, work / "whisper.log")
+
+
 def start_whisper_and_piper(peers_venv: Path, whisper_port: int, piper_port: int,
                             work: Path) -> list[subprocess.Popen[bytes]]:
-    """wyoming-faster-whisper (2 threads, beam 1, English) and wyoming-piper, on loopback."""
-    whisper_dir, piper_dir = peer_paths(peers_venv / "bin" / "python")
+    """wyoming-faster-whisper and wyoming-piper (en_US-joe-medium), on loopback."""
+    _, piper_dir = peer_paths(peers_venv / "bin" / "python")
     return [
-        start_peer([str(peers_venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{whisper_port}",
-                    "--model", str(whisper_dir), "--data-dir", str(work / "fw"), "--stt-library", "faster-whisper",
-                    "--language", "en", "--cpu-threads", "2", "--beam-size", "1", "--local-files-only"],
-                   whisper_port, work / "whisper.log"),
+        start_whisper(peers_venv, whisper_port, work),
         start_peer([str(peers_venv / "bin" / "wyoming-piper"), "--voice", "en_US-joe-medium", "--uri",
                     f"tcp://127.0.0.1:{piper_port}", "--data-dir", str(piper_dir)],
                    piper_port, work / "piper.log"),

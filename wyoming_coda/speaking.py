@@ -84,8 +84,13 @@ class Speech:
         return self._open_tts is not None
 
     async def start(self) -> None:
-        """Take the TTS row now, so the first words are spoken without waiting; what was
-        spoken before goes in first."""
+        """Take the TTS row now, so the first words are spoken without waiting (a speech whose
+        voice comes from its words takes it once they are in)."""
+        if self._text_in.is_set():
+            await self._open()
+
+    async def _open(self) -> None:
+        """Take the row (once); what was spoken before goes in first."""
         if self._open_tts is not None and self._tts is None:
             await self._text_in.wait()
             self._tts = await self._open_tts(" ".join(self._waiting))
@@ -156,7 +161,7 @@ class Speech:
         """Decoded float32 frames at the TTS rate until the end of the text."""
         if self._open_tts is None:
             return
-        await self.start()
+        await self._open()
         assert self._tts is not None
         async for frame in self._tts.audio():
             yield frame

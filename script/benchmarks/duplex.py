@@ -96,17 +96,14 @@ async def recognition_effect(peers_venv: Path, work: Path) -> list[tuple[str, fl
     """Whisper tiny.en WER on speech in pink noise, raw and through noise suppression."""
     import subprocess
 
-    from script.benchmarks.speech import _peer_paths, start_peer, stt_text
+    from script.benchmarks.speech import stt_text
+    from tests.peers import start_whisper
     from tests.serverproc import free_port
     from wyoming_coda.enhance import Enhancer
     from wyoming_coda.speech import wav_bytes
 
-    whisper_dir, _ = _peer_paths(peers_venv / "bin" / "python")
     port = free_port()
-    peer = start_peer([str(peers_venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{port}",
-                       "--model", str(whisper_dir), "--data-dir", str(work / "fw"), "--stt-library", "faster-whisper",
-                       "--language", "en", "--cpu-threads", "2", "--beam-size", "1", "--local-files-only"],
-                      port, work / "whisper.log")
+    peer = start_whisper(peers_venv, port, work)
     rows = []
     noise = work / "pink.wav"
     subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(noise), "synth", "30", "pinknoise"],
