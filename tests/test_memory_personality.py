@@ -80,3 +80,38 @@ def test_integration_offers_the_server_vocabulary() -> None:
         return re.findall(r'"([^"]+)"', match.group(1))
 
     assert offered("VERBOSITY_OPTIONS") == list(VERBOSITY) and offered("TONE_OPTIONS") == list(TONES)
+
+
+ORDINARY_COMMANDS = [
+    "leave the heating on longer", "help me relax", "turn on the kitchen light", "set a timer for ten minutes",
+    "make the living room brighter", "dim the bedroom lights a bit", "play some relaxing music",
+    "what's the weather like tomorrow", "lock the front door", "open the garage", "is the back door closed",
+    "set the thermostat to twenty degrees", "keep the porch light on longer tonight", "run the dishwasher later",
+    "turn the volume down, it's too loud", "the shower takes too long to heat up", "add milk to the shopping list",
+    "start the vacuum in the hallway", "close the blinds in the office", "how long until the laundry is done",
+    "make the coffee a bit stronger", "switch off everything downstairs", "be quiet", "what time is it",
+    "play the news briefly", "tell me a short joke", "give me a brief summary of my calendar",
+    "remind me to call mum", "turn the fan on low", "set the lights to a more relaxed scene",
+    "the movie was too long", "speak to me about the weather",
+]
+INSTRUCTIONS = [
+    ("please be shorter", "verbosity", "brief"), ("keep your answers short", "verbosity", "brief"),
+    ("you're too wordy", "verbosity", "brief"), ("answer more briefly", "verbosity", "brief"),
+    ("give me longer answers", "verbosity", "detailed"), ("be more detailed", "verbosity", "detailed"),
+    ("speak more formally", "tone", "formal"), ("be more professional", "tone", "formal"),
+    ("talk more casually", "tone", "casual"), ("be more playful", "tone", "playful"),
+]
+
+
+def test_ordinary_commands_never_change_the_personality(tmp_path: Path) -> None:
+    store = PersonalityStore(tmp_path / "p.json", Personality(verbosity="normal", tone="friendly"))
+    changed = [text for text in ORDINARY_COMMANDS if store.adapt("u", text) is not None]
+    assert changed == [] and len(ORDINARY_COMMANDS) >= 30
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_instructions_to_the_assistant_do(tmp_path: Path) -> None:
+    for text, field, value in INSTRUCTIONS:
+        start = Personality(verbosity="normal", tone="friendly")
+        changed = start.adapt(text)
+        assert changed is not None and getattr(changed, field) == value, text

@@ -12,14 +12,25 @@ from pathlib import Path
 VERBOSITY = ("brief", "normal", "detailed")
 TONES = ("friendly", "formal", "casual", "playful")
 
+# Instructions addressed to the assistant about how it speaks, and nothing else: each needs a
+# verb of speaking (or "your answers", "you're too ...") next to the style word, so ordinary
+# commands ("leave the heating on longer", "help me relax") change nothing.
+_SPEAK = r"(?:be|answer|reply|respond|speak|talk|sound)"
+_YOU_ARE_TOO = r"(?:you(?:'re| are)|your (?:answers?|replies) (?:are|were|is)|that was)\s+(?:way\s+|much\s+)?too"
 _FEEDBACK: list[tuple[re.Pattern[str], str, str]] = [
-    (re.compile(r"\b(be|keep it|answer|speak|talk)\b.*\b(shorter|briefer|brief|concise|less)\b|\btoo long\b", re.I),
-     "verbosity", "shorter"),
-    (re.compile(r"\b(more detail|more details|longer|elaborate|explain more|too short)\b", re.I),
-     "verbosity", "longer"),
-    (re.compile(r"\b(more formal(ly)?|be formal|speak formally)\b", re.I), "tone", "formal"),
-    (re.compile(r"\b(more casual(ly)?|less formal|be casual|relax)\b", re.I), "tone", "casual"),
-    (re.compile(r"\b(more fun|funnier|more playful)\b", re.I), "tone", "playful"),
+    (re.compile(rf"\b{_SPEAK}\s+(?:a bit\s+|more\s+|much\s+)?(?:shorter|briefer|brief(?:ly)?|concise(?:ly)?|short)\b"
+                rf"|\bkeep (?:it|your (?:answers|replies)|things) (?:short|brief|shorter|concise)\b"
+                rf"|\b(?:talk|speak) less\b|\b(?:shorter|briefer) (?:answers|replies|responses)\b"
+                rf"|\b{_YOU_ARE_TOO}\s+(?:long|wordy|verbose|talkative)\b", re.I), "verbosity", "shorter"),
+    (re.compile(rf"\b{_SPEAK}\s+(?:a bit\s+)?more\s+(?:detailed|thorough)\b|\b{_SPEAK}\s+in more detail\b"
+                rf"|\b(?:longer|more detailed) (?:answers|replies|responses)\b"
+                rf"|\b{_YOU_ARE_TOO}\s+(?:short|brief|terse)\b", re.I), "verbosity", "longer"),
+    (re.compile(rf"\b{_SPEAK}\s+(?:a bit\s+)?more\s+(?:formal(?:ly)?|professional(?:ly)?|polite(?:ly)?)\b"
+                rf"|\b{_SPEAK}\s+formal(?:ly)?\b|\b{_YOU_ARE_TOO}\s+(?:casual|informal)\b", re.I), "tone", "formal"),
+    (re.compile(rf"\b{_SPEAK}\s+(?:a bit\s+)?(?:more\s+)?(?:casual(?:ly)?|informal(?:ly)?|relaxed)\b"
+                rf"|\b{_SPEAK}\s+less formal(?:ly)?\b|\b{_YOU_ARE_TOO}\s+(?:formal|stiff)\b", re.I), "tone", "casual"),
+    (re.compile(rf"\b{_SPEAK}\s+(?:a bit\s+)?(?:more\s+)?(?:fun|funnier|playful|playfully)\b"
+                rf"|\b{_YOU_ARE_TOO}\s+(?:serious|boring)\b", re.I), "tone", "playful"),
 ]
 
 
