@@ -305,3 +305,23 @@ async def test_adaptive_mode_routes_each_turn(start_server, ollama: OllamaDouble
     assert command.get("tools") and not (command.get("options") or {}).get("num_predict")  # the LLM, with tools
     _, analytics = server.http_get("/api/analytics")
     assert analytics["routes"] == {"moshi": 1, "llm": 1}
+
+
+async def test_a_malformed_tool_call_is_never_spoken(start_server, ollama: OllamaDouble) -> None:
+    """A local model's tool call written as broken JSON: mended where it can be, else the turn
+    says it could not do it — the JSON never reaches the client's speech."""
+    server = start_server("--llm-url", ollama.url)
+    calls: list[dict[str, Any]] = []
+
+    def answer(call: dict[str, Any]) -> dict[str, Any]:
+        calls.append(call)
+        return {"result": {"success": True}}
+
+    ollama.script = [Reply(text="{'name': 'HassTurnOn', 'arguments': {'name': 'kitchen'},"), Reply(text="Done.")]
+    events = await handle_turn(server, "turn on the kitchen", context={"tools": [TURN_ON]}, answer_tool=answer)
+    assert [c["arguments"] for c in calls] == [{"name": "kitchen"}] and events[-1].data["text"] == "Done."
+
+    ollama.script = [Reply(text='{"name": "HassTurnOn", "arguments": {name: the kitchen light}}')]
+    events = await handle_turn(server, "turn on the kitchen", context={"tools": [TURN_ON]}, answer_tool=answer)
+    assert events[-1].type == "not-handled" and events[-1].data["text"] == "Sorry, I couldn't carry that out."
+    assert "{" not in chunks(events) and len(calls) == 1

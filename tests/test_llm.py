@@ -78,7 +78,12 @@ async def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
         ('<tool_call>\n{"name": "HassTurnOn", "arguments": "{\\"name\\": \\"hall\\"}"}\n</tool_call>',
          [("HassTurnOn", {"name": "hall"})]),
         ('```json\n[{"function": {"name": "get_current_time", "parameters": {}}}]\n```', [("get_current_time", {})]),
-        ('{"name": "rm_rf", "arguments": {}}', None),  # not a known tool: it stays text
+        ('{"name": "rm_rf", "arguments": {}}', None),  # not a known tool
+        # as small models get JSON wrong: cut short, single quotes, Python literals, trailing commas
+        ('{"name": "HassTurnOn", "arguments": {"name": "kitchen', [("HassTurnOn", {"name": "kitchen"})]),
+        ("{'name': 'HassTurnOn', 'arguments': {'name': 'hall', 'on': True},}",
+         [("HassTurnOn", {"name": "hall", "on": True})]),
+        ('<tool_call>{"name": "get_current_time", "arguments": {},}', [("get_current_time", {})]),
         ("The light is on.", None),
     ],
 )
@@ -97,6 +102,10 @@ async def test_json_text_is_held_back_but_prose_streams() -> None:
     assert [c.text for c in prose] == ["The ", "light ", "is on."]
     call = [c async for c in with_text_tool_calls(stream('{"name": "HassTu', 'rnOn", "arguments": {}}'), tools)]
     assert len(call) == 1 and call[0].tool_calls[0].name == "HassTurnOn" and not call[0].text
+    for broken in ('{"name": "HassTurnOn", "arguments": {name: kitchen}}', '{"name": "rm_rf", "arguments": {}}'):
+        with pytest.raises(LLMError) as err:  # never read aloud: the turn says it could not do it
+            [c async for c in with_text_tool_calls(stream(broken[:20], broken[20:]), tools)]
+        assert err.value.code == "malformed-tool-call" and "{" not in err.value.spoken
 
 
 async def test_client_tool_calls_keep_the_llm_history_id() -> None:

@@ -129,6 +129,39 @@ def tool_name(schema: dict[str, Any]) -> str:
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_CALL_KEYS = re.compile(r"[\"']?(?:name|function|arguments|parameters)[\"']?\s*:")
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_PYTHON_LITERALS = {"True": "true", "False": "false", "None": "null"}
+MALFORMED_SPOKEN = "Sorry, I couldn't carry that out."
+
+
+def _repaired(body: str) -> str:
+    """JSON as small models get it wrong, mended: single quotes, Python literals, trailing
+    commas, and the closing quotes and brackets of an answer cut short."""
+    text = body.strip()
+    if '"' not in text:
+        text = text.replace("'", '"')
+    text = re.sub(r"\b(True|False|None)\b", lambda m: _PYTHON_LITERALS[m.group(1)], text)
+    closers, in_string, escaped = [], False, False
+    for char in text:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]" and closers:
+            closers.pop()
+    return _TRAILING_COMMA.sub(r"\1", text + ('"' if in_string else "") + "".join(reversed(closers)))
+
+
+def _lenient_json(text: str) -> Any:
+    """`json.loads`, then once more after `_repaired`; JSONDecodeError when both fail."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(_repaired(text))
 
 
 def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
@@ -139,7 +172,7 @@ def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
     calls: list[ToolCall] = []
     for body in bodies:
         try:
-            data = json.loads(body)
+            data = _lenient_json(body)
         except json.JSONDecodeError:
             return None
         for item in data if isinstance(data, list) else [data]:
@@ -150,7 +183,7 @@ def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
             args = item.get("arguments", item.get("parameters", {}))
             if isinstance(args, str):
                 try:
-                    args = json.loads(args or "{}")
+                    args = _lenient_json(args or "{}")
                 except json.JSONDecodeError:
                     return None
             if name not in known or not isinstance(args, dict):
@@ -168,8 +201,10 @@ def looks_like_tool_call(text: str) -> bool:
 async def with_text_tool_calls(
     stream: AsyncIterator[LLMChunk], tools: list[dict[str, Any]] | None
 ) -> AsyncIterator[LLMChunk]:
-    """Pass a stream through, turning a JSON-text tool call into a real one. Text that starts
-    like JSON is held back until the end of the answer, so it is never spoken."""
+    """Pass a stream through, turning a JSON-text tool call into a real one (mended where a
+    small model got the JSON wrong). Text that starts like JSON is held back until the end of
+    the answer, so it is never spoken; a tool call that cannot be read (or names no offered
+    tool) ends the turn with an LLMError `malformed-tool-call` instead of being read aloud."""
     known = {tool_name(t) for t in tools or []}
     held = ""
     holding = bool(known)
@@ -187,4 +222,10 @@ async def with_text_tool_calls(
             held, holding = "", False
     if held:
         calls = parse_text_tool_calls(held, known)
-        yield LLMChunk(tool_calls=calls) if calls else LLMChunk(text=held)
+        if calls:
+            yield LLMChunk(tool_calls=calls)
+        elif looks_like_tool_call(held) and _CALL_KEYS.search(held):
+            raise LLMError(f"the model wrote a tool call that cannot be used: {held.strip()[:200]!r}",
+                           MALFORMED_SPOKEN, "malformed-tool-call")
+        else:
+            yield LLMChunk(text=held)
