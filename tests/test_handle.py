@@ -325,3 +325,17 @@ async def test_a_malformed_tool_call_is_never_spoken(start_server, ollama: Ollam
     events = await handle_turn(server, "turn on the kitchen", context={"tools": [TURN_ON]}, answer_tool=answer)
     assert events[-1].type == "not-handled" and events[-1].data["text"] == "Sorry, I couldn't carry that out."
     assert "{" not in chunks(events) and len(calls) == 1
+
+
+async def test_a_rambling_answer_ends_at_a_sentence_past_its_bound(start_server, ollama: OllamaDouble,
+                                                                   tmp_path: Path) -> None:
+    rambling = " ".join(f"This is sentence number {n} of a long story." for n in range(200))
+    ollama.script = [Reply(text=rambling, delay=0.001)]
+    server = start_server("--llm-url", ollama.url, "--config",
+                          config_file(tmp_path, voice_processing={"external_llm": {"max_answer_tokens": 30}}))
+    events = await handle_turn(server, "tell me a story")
+    answer = events[-1].data["text"]
+    assert events[-1].type == "handled" and answer.endswith("story.")  # cut where a sentence ends
+    assert 30 <= len(answer.split()) <= 40 and answer == chunks(events).strip()
+    _, body = server.http_fetch("/metrics")
+    assert 'coda_stage_latency_seconds_count{stage="answer_bounded"} 1.0' in body.decode()

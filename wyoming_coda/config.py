@@ -147,6 +147,12 @@ class ExternalLLMConfig:
     context_size: int = option(4096, vol.All(int, vol.Range(min=512, max=1 << 20)), "llamacpp: context tokens")
     max_tool_iterations: int = option(10, vol.All(int, vol.Range(min=1, max=50)),
                                       "LLM rounds with tool calls per turn before it must answer")
+    max_answer_tokens: int = option(
+        400, vol.All(int, vol.Range(min=10, max=100000)),
+        "longest answer, in streamed pieces (about tokens): past it the answer ends at the next sentence end")
+    max_answer_seconds: float = option(
+        30.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
+        "longest time an answer may keep streaming: past it the answer ends at the next sentence end")
 
 
 @dataclass

@@ -8,7 +8,9 @@ the whole turn is one task, cancelled as a whole on barge-in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -71,6 +73,30 @@ class TurnRequest:
     speech: Speech  # where the answer is spoken (text only when it has no TTS)
     parallel: bool = True  # speak while the LLM writes (else once the whole answer is in)
     speak_before_tools: bool = True  # speak a round's text at once, even if tool calls follow
+    max_answer_tokens: int = 400  # past this many streamed pieces, or
+    max_answer_seconds: float = 30.0  # this long, the answer ends at its next sentence end
+
+
+class AnswerBound:
+    """The length bound of one answer: once past it, the answer ends where a sentence does (or,
+    with no sentence end in sight, BOUND_GRACE pieces later)."""
+
+    def __init__(self, tokens: int, seconds: float) -> None:
+        self.tokens, self.deadline = tokens, time.monotonic() + seconds
+        self.count = 0
+        self.reached = False
+
+    def ends_here(self, piece: str, sentence_ended: bool) -> bool:
+        """Count a streamed piece; True when the answer must stop after it."""
+        self.count += 1
+        over = self.count >= self.tokens or time.monotonic() >= self.deadline
+        if over and not self.reached:
+            self.reached, self.tokens = True, min(self.count, self.tokens)
+        return self.reached and (sentence_ended or self.count >= self.tokens + BOUND_GRACE)
+
+
+BOUND_GRACE = 60  # pieces an answer past its bound may take to end its sentence
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*\s*$")
 
 
 def run_turn(llm: LLMBackend, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
@@ -111,22 +137,29 @@ async def _converse(
     schemas = request.toolbox.schemas() if request.toolbox is not None else None
     max_tokens = FAST_MAX_TOKENS if request.route == "fast" else None
     answer, error, tool_calls = "", None, 0
+    bound = AnswerBound(request.max_answer_tokens, request.max_answer_seconds)
     # a round's speech waits for the round's end unless it may be spoken before a tool call
     speech.hold = not (request.parallel and request.speak_before_tools)
     try:
         for iteration in range(request.max_tool_iterations + 1):
             round_text, calls = "", []
             tools_now = schemas if iteration < request.max_tool_iterations else None  # last round: answer
-            async for chunk in with_text_tool_calls(llm.chat(messages, tools_now, max_tokens), tools_now):
-                if chunk.text:
-                    mark("llm_first_token")
-                    round_text += chunk.text
-                    answer += chunk.text
-                    await queue.put(TextDelta(chunk.text))
-                    if speech.push(chunk.text):
-                        mark("llm_first_sentence")
-                calls += chunk.tool_calls
-            if not calls or request.toolbox is None:
+            stream = with_text_tool_calls(llm.chat(messages, tools_now, max_tokens), tools_now)
+            async with contextlib.aclosing(stream):
+                async for chunk in stream:
+                    if chunk.text:
+                        mark("llm_first_token")
+                        round_text += chunk.text
+                        answer += chunk.text
+                        await queue.put(TextDelta(chunk.text))
+                        sentence_ended = speech.push(chunk.text)
+                        if sentence_ended:
+                            mark("llm_first_sentence")
+                        if bound.ends_here(chunk.text, sentence_ended or bool(_SENTENCE_END.search(chunk.text))):
+                            mark("answer_bounded")
+                            break
+                    calls += chunk.tool_calls
+            if bound.reached or not calls or request.toolbox is None:
                 break
             if speech.flush():  # speak what was said before the tools run
                 mark("llm_first_sentence")

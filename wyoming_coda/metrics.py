@@ -28,6 +28,7 @@ STAGES = {
     "tts_first_audio": "turn start -> first synthesized audio",
     "voice_to_voice": "end of speech -> first answer audio",
     "turn_done": "turn start -> end of the answer",
+    "answer_bounded": "turn start -> the answer cut at its length bound (bounded answers only)",
 }
 QUALITY = ("level_dbfs", "clipping_ratio", "snr_db", "speech_ratio")
 

@@ -179,6 +179,8 @@ class TurnRunner:
             toolbox=Toolbox(managers) if managers else None,
             route=route.name,
             max_tool_iterations=self.config.external_llm.max_tool_iterations,
+            max_answer_tokens=self.config.external_llm.max_answer_tokens,
+            max_answer_seconds=self.config.external_llm.max_answer_seconds,
             speech=speech,
             parallel=self.config.external_llm.parallel_processing,
             speak_before_tools=self.config.integration.tool_calling_during_speech,

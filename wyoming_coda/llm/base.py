@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -200,7 +200,7 @@ def looks_like_tool_call(text: str) -> bool:
 
 async def with_text_tool_calls(
     stream: AsyncIterator[LLMChunk], tools: list[dict[str, Any]] | None
-) -> AsyncIterator[LLMChunk]:
+) -> AsyncGenerator[LLMChunk, None]:
     """Pass a stream through, turning a JSON-text tool call into a real one (mended where a
     small model got the JSON wrong). Text that starts like JSON is held back until the end of
     the answer, so it is never spoken; a tool call that cannot be read (or names no offered
@@ -208,18 +208,23 @@ async def with_text_tool_calls(
     known = {tool_name(t) for t in tools or []}
     held = ""
     holding = bool(known)
-    async for chunk in stream:
-        if chunk.tool_calls:
-            yield LLMChunk(tool_calls=chunk.tool_calls)
-        if not chunk.text:
-            continue
-        if not holding:
-            yield LLMChunk(text=chunk.text)
-            continue
-        held += chunk.text
-        if held.strip() and not looks_like_tool_call(held):
-            yield LLMChunk(text=held)
-            held, holding = "", False
+    try:
+        async for chunk in stream:
+            if chunk.tool_calls:
+                yield LLMChunk(tool_calls=chunk.tool_calls)
+            if not chunk.text:
+                continue
+            if not holding:
+                yield LLMChunk(text=chunk.text)
+                continue
+            held += chunk.text
+            if held.strip() and not looks_like_tool_call(held):
+                yield LLMChunk(text=held)
+                held, holding = "", False
+    finally:  # closing this stream (a bounded or cancelled answer) ends the LLM's request too
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
     if held:
         calls = parse_text_tool_calls(held, known)
         if calls:
