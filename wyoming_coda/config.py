@@ -16,6 +16,7 @@ from typing import Any, cast
 import voluptuous as vol
 import yaml
 
+from .access import PRIVATE_NETWORKS, network
 from .personality import TONES, VERBOSITY
 
 MODES = ("moshi_only", "hybrid", "adaptive")
@@ -73,6 +74,15 @@ def _language_voice(value: Any) -> str:
     if re.match(r"^[a-z]{2}=\S+$", text):
         return text
     raise vol.Invalid(f"expected LANG=VOICE such as fr=cml-tts/fr/2465_1943_000152-0002.wav, got {text!r}")
+
+
+def _network(value: Any) -> str:
+    """A client network in CIDR form (or a single address)."""
+    try:
+        network(str(value))
+    except ValueError as err:
+        raise vol.Invalid(f"expected a network such as 192.168.1.0/24: {err}") from None
+    return str(value)
 
 
 def _url(value: Any) -> str:
@@ -284,6 +294,10 @@ class ServerConfig:
     http_token: str | None = option(None, vol.Any(None, vol.All(str, vol.Length(min=8))),
                                     "require 'Authorization: Bearer TOKEN' on the side port (except /healthz)",
                                     "--http-token")
+    allow: tuple[str, ...] = option(
+        PRIVATE_NETWORKS, vol.All([_network], vol.Coerce(tuple)),
+        "client networks (CIDR) let in on the Wyoming and HTTP ports, others refused at once (default: this "
+        "machine and private networks); repeat the flag for several", "--allow", action="append")
     debug: bool = option(False, bool, "log DEBUG messages", "--debug", action="store_const", const=True)
     log_format: str = option("text", vol.In(LOG_FORMATS), "text or json lines", "--log-format")
 

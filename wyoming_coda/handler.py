@@ -103,3 +103,13 @@ class CodaEventHandler(AsyncEventHandler):
     async def disconnect(self) -> None:
         self._metrics.connection("wyoming", -1)
         await asyncio.gather(*(service.close() for service in self.services))
+
+
+class RefusedConnection(AsyncEventHandler):
+    """A client outside the allowed networks: closed before a byte is read."""
+
+    async def handle_event(self, event: Event) -> bool:
+        return False
+
+    async def run(self) -> None:
+        self.writer.close()

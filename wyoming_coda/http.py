@@ -22,12 +22,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .access import AllowList
 from .duplex import duplex_ws
 from .events import AUDIO_KEY
 from .homelink import HomeLink
 
 if TYPE_CHECKING:
     from .manager import VoiceManager
+    from .metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +41,18 @@ HELLO_SECONDS = 10.0  # a home link must say who it is within this time
 OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _allow_middleware(allow: AllowList, metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not allow.allows(request.remote):
+            metrics.refused("http")
+            return web.Response(status=403, text="this client's network is not allowed (--allow)\n",
+                                headers={"Connection": "close"})
+        return await handler(request)
+
+    return check
 
 
 def _token_middleware(token: str) -> Middleware:
@@ -179,8 +193,11 @@ async def _close_websockets(app: web.Application) -> None:
                            for ws in list(sockets)), return_exceptions=True)
 
 
-def create_app(manager: VoiceManager, server_id: str, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[_token_middleware(token)] if token else [])
+def create_app(
+    manager: VoiceManager, server_id: str, token: str | None, allow: AllowList | None = None
+) -> web.Application:
+    middlewares = [_allow_middleware(allow, manager.metrics)] if allow is not None else []
+    app = web.Application(middlewares=[*middlewares, *([_token_middleware(token)] if token else [])])
     app[MANAGER_KEY] = manager
     app[SERVER_ID_KEY] = server_id
     app[SOCKETS_KEY] = weakref.WeakSet()
@@ -202,11 +219,11 @@ class HttpSide:
 
     def __init__(
         self, manager: VoiceManager, server_id: str, host: str, port: int, token: str | None,
-        https: tuple[int, ssl.SSLContext] | None = None,
+        https: tuple[int, ssl.SSLContext] | None = None, allow: AllowList | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.https = https
-        self._runner = web.AppRunner(create_app(manager, server_id, token), access_log=None,
+        self._runner = web.AppRunner(create_app(manager, server_id, token, allow), access_log=None,
                                      shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:

@@ -81,6 +81,8 @@ class Metrics:
         self._late_steps = Counter("coda_duplex_late_steps",
                                    "Duplex steps slower than moshi.target_latency_ms", registry=r)
         self._routes = Counter("coda_routes", "Turns by route (adaptive mode)", ["route"], registry=r)
+        self._refused = Counter("coda_refused_connections", "Clients refused by the allow-list (--allow)",
+                                ["port"], registry=r)
         self._ends = Counter("coda_end_of_turn", "Spoken commands the server ended, by reason", ["reason"],
                              registry=r)
         self._connections = Gauge("coda_connections", "Open client connections", ["kind"], registry=r)
@@ -149,6 +151,9 @@ class Metrics:
 
     def late_step(self) -> None:
         self._late_steps.inc()
+
+    def refused(self, port: str) -> None:
+        self._refused.labels(port).inc()
 
     def end_of_turn(self, reason: str) -> None:
         self._ends.labels(reason).inc()

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
 from wyoming.info import Info
-from wyoming.server import AsyncServer
+from wyoming.server import AsyncEventHandler, AsyncServer
 
 from . import tls
+from .access import AllowList
 from .checkpoints import list_voices
 from .config import VoiceConfig
 from .discovery import Advertiser, host_addresses, server_id
-from .handler import CodaEventHandler
+from .handler import CodaEventHandler, RefusedConnection
 from .http import HttpSide
 from .info import build_info
 from .manager import VoiceManager
@@ -36,6 +36,7 @@ class CodaServer:
         self.manager = VoiceManager(config)
         self.store = self.manager.store
         self.server_id = server_id(Path(config.server.data_dir))
+        self.allow = AllowList(config.server.allow)
         self._voices: list[str] | None = None
 
     def voices(self) -> list[str]:
@@ -50,6 +51,16 @@ class CodaServer:
 
     def info(self) -> Info:
         return build_info(self.config, self.store, self.voices())
+
+    def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncEventHandler:
+        """A new Wyoming client: served when its network is allowed, else closed at once."""
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else None
+        if not self.allow.allows(host):
+            self.manager.metrics.refused("wyoming")
+            return RefusedConnection(reader, writer)
+        return CodaEventHandler(reader, writer, services=self.make_services, info=self.info,
+                                metrics=self.manager.metrics)
 
     def make_services(self, connection: Connection) -> list[Service]:
         """The per-connection services of a new client."""
@@ -76,7 +87,7 @@ class CodaServer:
         https = await asyncio.to_thread(self._https)
         http = (
             HttpSide(self.manager, self.server_id, server_config.http_host, server_config.http_port,
-                     server_config.http_token, https)
+                     server_config.http_token, https, self.allow)
             if server_config.http_port or https
             else None
         )
@@ -91,8 +102,7 @@ class CodaServer:
                 host=server_config.zeroconf_host,
             )
         await self.manager.initialize(wait=False)
-        await wyoming.start(partial(CodaEventHandler, services=self.make_services, info=self.info,
-                                    metrics=self.manager.metrics))
+        await wyoming.start(self._connection)
         try:
             if http is not None:
                 await http.start()
