@@ -18,7 +18,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 
 from .metrics import Metrics
-from .protocol import FatalProtocolError, RecoverableProtocolError, read_event
+from .protocol import FatalProtocolError, RecoverableProtocolError, data_problem, read_event
 from .services import Connection, Service
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,6 +87,10 @@ class CodaEventHandler(AsyncEventHandler):
             await self.write_event(Pong(text=Ping.from_event(event).text).event())
             return True
         service = next((s for s in self.services if s.accepts(event.type)), None)
+        if service is not None and (problem := data_problem(event)) is not None:
+            _LOGGER.warning("Malformed event: %s", problem)
+            await self.send_error(problem, "malformed-event")
+            return True
         if service is None:
             _LOGGER.debug("Unknown event type: %s", event.type)
             await self.send_error(f"unknown event type '{event.type}'", "unknown-event")

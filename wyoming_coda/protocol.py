@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from wyoming.event import Event
@@ -85,3 +86,50 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
     if not isinstance(data, dict):
         raise RecoverableProtocolError(f"data of '{event_type}' must be a JSON object")
     return Event(type=event_type, data=data, payload=payload)
+
+
+# What each event the services take must carry: field -> (types, required). Checked before an
+# event reaches its service, so a wrongly typed field is a `malformed-event` error, not a crash
+# inside a service (or of a task it started).
+_OPTIONAL_STR = ((str, type(None)), False)
+_INT = ((int,), True)
+_OPTIONAL_INT = ((int, type(None)), False)
+_OPTIONAL_OBJECT = ((dict, type(None)), False)
+Fields = Mapping[str, tuple[tuple[type, ...], bool]]
+EVENT_FIELDS: dict[str, Fields] = {
+    "transcribe": {"language": _OPTIONAL_STR, "name": _OPTIONAL_STR},
+    "audio-start": {"rate": _INT, "width": _INT, "channels": _INT, "timestamp": _OPTIONAL_INT},
+    "audio-chunk": {"rate": _INT, "width": _INT, "channels": _INT, "timestamp": _OPTIONAL_INT},
+    "audio-stop": {"timestamp": _OPTIONAL_INT},
+    "synthesize": {"text": ((str,), True), "voice": _OPTIONAL_OBJECT},
+    "synthesize-start": {"voice": _OPTIONAL_OBJECT},
+    "synthesize-chunk": {"text": ((str,), True)},
+    "transcript": {"text": ((str,), True), "language": _OPTIONAL_STR, "context": _OPTIONAL_OBJECT},
+    "coda-tool-result": {"id": ((str, int), True), "error": _OPTIONAL_STR},
+}
+_VOICE_FIELDS: Fields = {"name": _OPTIONAL_STR, "language": _OPTIONAL_STR, "speaker": _OPTIONAL_STR}
+
+
+def _field_problems(data: dict[str, Any], fields: Fields, where: str) -> str | None:
+    for name, (types, required) in fields.items():
+        if name not in data:
+            if required:
+                return f"{where} needs '{name}'"
+            continue
+        value = data[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            return f"{where}: '{name}' must be {names}, got {type(value).__name__}"
+    return None
+
+
+def data_problem(event: Event) -> str | None:
+    """What is wrong with the data of an event the services take, or None."""
+    fields = EVENT_FIELDS.get(event.type)
+    if fields is None:
+        return None
+    data = event.data or {}
+    problem = _field_problems(data, fields, event.type)
+    if problem is None and isinstance(data.get("voice"), dict):
+        problem = _field_problems(data["voice"], _VOICE_FIELDS, f"{event.type}.voice")
+    return problem
