@@ -339,3 +339,14 @@ async def test_a_rambling_answer_ends_at_a_sentence_past_its_bound(start_server,
     assert 30 <= len(answer.split()) <= 40 and answer == chunks(events).strip()
     _, body = server.http_fetch("/metrics")
     assert 'coda_stage_latency_seconds_count{stage="answer_bounded"} 1.0' in body.decode()
+
+
+async def test_no_server_timers_next_to_home_assistants_tools(start_server, ollama: OllamaDouble) -> None:
+    """Home Assistant's timers ring on the satellite: with its tools, the server offers none of
+    its own; a plain client gets them, and a timer that ends is an event for subscribers."""
+    server = start_server("--llm-url", ollama.url)
+    await handle_turn(server, "hello", context={"tools": [TURN_ON]})
+    with_ha = {t["function"]["name"] for t in ollama.requests[-1]["tools"]}
+    assert "HassTurnOn" in with_ha and "get_current_time" in with_ha and "start_timer" not in with_ha
+    await handle_turn(server, "hello")
+    assert {"start_timer", "list_timers", "cancel_timer"} <= {t["function"]["name"] for t in ollama.requests[-1]["tools"]}

@@ -113,6 +113,15 @@ async def test_duplex_tools_run_in_the_linked_home(start_server, ollama: OllamaD
                 request = ollama.requests[0]
                 assert "HassTurnOn" not in offered(request) and "get_current_time" in offered(request)
                 assert "not connected" in request["messages"][0]["content"]
+                # a server timer started in the session rings in it (Moshi says so), even with
+                # Home Assistant's tools there: a talk-page session has no satellite to ring on
+                ollama.script = [Reply(tool_calls=[("start_timer", {"name": "tea", "seconds": 1})]),
+                                 Reply(text="Your tea timer is running.")]
+                events = await typed_turn(ws, "set a one second tea timer")
+                assert events[1]["name"] == "start_timer" and events[2]["error"] is None
+                while (message := await ws.receive_bytes(timeout=10))[0] != CONTROL:
+                    pass
+                assert json.loads(message[1:]) == {"event": "timer", "name": "tea"}
                 await ws.send_bytes(bytes([CONTROL]) + json.dumps({"action": "text", "text": " "}).encode())
                 error = await ws.receive_bytes(timeout=10)
                 assert b"non-empty" in error

@@ -99,6 +99,7 @@ class DuplexConnection:
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
         self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify)
+        stop_timers = self.manager.on_timer(self.conversation_id, self.hybrid.timer_rang)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
                  asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
         self.manager.metrics.connection("duplex", +1)
@@ -106,6 +107,7 @@ class DuplexConnection:
             await self._read()
         finally:
             self.manager.metrics.connection("duplex", -1)
+            stop_timers()
             if self._utterance_end is not None:
                 self._utterance_end.cancel()
             await self.hybrid.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class VoiceManager:
         )
         self._memory_store = MemoryStore(data_dir / "memory.db") if config.integration.memory_enabled else None
         self.local_tools = LocalTools(on_timer=self._timer_done)
+        self._timer_listeners: dict[str, Callable[[str], Awaitable[None]]] = {}
         self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds)
                       if "moshi" in self.store.slots else None)
         self.turns = TurnRunner(
@@ -188,10 +189,11 @@ class VoiceManager:
         voice: str | None = None,
         memory: bool = True,
         personality: Mapping[str, str] | None = None,
+        own_timers: bool = False,
     ) -> AsyncGenerator[TurnEvent, None]:
         """One turn from the user's text: text deltas, tool calls, audio frames (when `speak`),
         then TurnDone (see `turns.TurnOptions`). Closing the iterator cancels the turn."""
-        options = TurnOptions(tools, extra_prompt, language, speak, voice, memory, personality)
+        options = TurnOptions(tools, extra_prompt, language, speak, voice, memory, personality, own_timers)
         return self.turns.run(self.conversations.get(conversation_id), text, options)
 
     async def turn_messages(self, conversation_id: str, text: str) -> list[Message]:
@@ -200,8 +202,22 @@ class VoiceManager:
         request = await self.turns.messages(conversation, text, self.turns.route(text), TurnOptions())
         return request.messages
 
-    async def _timer_done(self, name: str) -> None:
-        self.events.publish("timer", name=name)
+    async def _timer_done(self, name: str, conversation_id: str | None) -> None:
+        """A server timer rang: an event for every subscriber, and the conversation's own
+        listener (a duplex session says it) when it has one."""
+        self.events.publish("timer", name=name, conversation_id=conversation_id)
+        listener = self._timer_listeners.get(conversation_id or "")
+        if listener is not None:
+            await listener(name)
+
+    def on_timer(self, conversation_id: str, listener: Callable[[str], Awaitable[None]]) -> Callable[[], None]:
+        """Call `listener(name)` when a timer of this conversation rings; returns the way to stop."""
+        self._timer_listeners[conversation_id] = listener
+
+        def stop() -> None:
+            self._timer_listeners.pop(conversation_id, None)
+
+        return stop
 
     # -- whole voice turns ----------------------------------------------------------------------
     async def _transcribe_all(

@@ -41,6 +41,7 @@ class VoiceSystem(Protocol):
 
     def process_text(
         self, conversation_id: str, text: str, *, tools: ToolManager | None = None, extra_prompt: str | None = None,
+        own_timers: bool = False,
     ) -> AsyncGenerator[TurnEvent, None]: ...
 
 
@@ -126,7 +127,8 @@ class DuplexHybrid:
         try:
             tools, prompt, home = await self._home()
             await self.notify({"event": "llm_turn", "text": text, "home": home})
-            turn = self.voice.process_text(self.conversation_id, text, tools=tools, extra_prompt=prompt)
+            turn = self.voice.process_text(self.conversation_id, text, tools=tools, extra_prompt=prompt,
+                                           own_timers=True)  # they ring here, in Moshi's voice
             async with contextlib.aclosing(turn):
                 async for event in turn:
                     if isinstance(event, TextDelta):
@@ -142,6 +144,11 @@ class DuplexHybrid:
                         await self.notify({"event": "llm_done", "text": event.text, "error": event.error})
         finally:
             self.session.hold_floor(False)
+
+    async def timer_rang(self, name: str) -> None:
+        """A server timer of this session ended: Moshi says so (and the client is told)."""
+        self.session.say("Your timer is done." if name == "timer" else f"Your {name} timer is done.")
+        await self.notify({"event": "timer", "name": name})
 
     async def close(self) -> None:
         await self.interrupt()

@@ -34,12 +34,21 @@ class _Timer:
     task: asyncio.Task[None]
 
 
+TIMER_TOOLS = frozenset({"start_timer", "list_timers", "cancel_timer"})
+OnTimer = Callable[[str, str | None], Awaitable[None]]  # (timer name, conversation id) when it rings
+
+
 class LocalTools:
     """Tools that need nothing but the server: current time and date, timers."""
 
-    def __init__(self, on_timer: Callable[[str], Awaitable[None]] | None = None) -> None:
+    def __init__(self, on_timer: OnTimer | None = None) -> None:
         self._timers: dict[str, _Timer] = {}
         self._on_timer = on_timer
+
+    def for_turn(self, conversation_id: str, timers: bool = True) -> ToolManager:
+        """These tools for one turn: its timers ring for its conversation; `timers` False
+        leaves them out (Home Assistant's own timers ring on the satellite)."""
+        return _TurnTools(self, conversation_id, timers)
 
     def schemas(self) -> list[dict[str, Any]]:
         return [
@@ -57,12 +66,12 @@ class LocalTools:
                         {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
         ]
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+    async def call(self, name: str, arguments: dict[str, Any], conversation_id: str | None = None) -> Any:
         if name == "get_current_time":
             now = datetime.now().astimezone()
             return {"time": now.strftime("%H:%M"), "date": now.strftime("%A %d %B %Y"), "timezone": str(now.tzinfo)}
         if name == "start_timer":
-            return self._start_timer(str(arguments.get("name") or "timer"), arguments.get("seconds"))
+            return self._start_timer(str(arguments.get("name") or "timer"), arguments.get("seconds"), conversation_id)
         if name == "list_timers":
             clock = time.monotonic()
             return {"timers": [{"name": t.name, "remaining_seconds": round(t.ends_at - clock)}
@@ -75,7 +84,7 @@ class LocalTools:
             return {"cancelled": timer.name}
         raise ToolError(f"unknown tool {name!r}")
 
-    def _start_timer(self, name: str, seconds: Any) -> dict[str, Any]:
+    def _start_timer(self, name: str, seconds: Any, conversation_id: str | None) -> dict[str, Any]:
         if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
             raise ToolError("seconds must be a number between 1 and 86400")
         if name in self._timers:
@@ -85,7 +94,7 @@ class LocalTools:
             await asyncio.sleep(seconds)
             self._timers.pop(name, None)
             if self._on_timer is not None:
-                await self._on_timer(name)
+                await self._on_timer(name, conversation_id)
 
         self._timers[name] = _Timer(name, time.monotonic() + seconds, asyncio.create_task(ring()))
         return {"started": name, "seconds": seconds}
@@ -94,6 +103,21 @@ class LocalTools:
         for timer in self._timers.values():
             timer.task.cancel()
         self._timers.clear()
+
+
+class _TurnTools:
+    """LocalTools as one turn sees them (see `LocalTools.for_turn`)."""
+
+    def __init__(self, tools: LocalTools, conversation_id: str, timers: bool) -> None:
+        self._tools, self._conversation_id, self._timers = tools, conversation_id, timers
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [s for s in self._tools.schemas() if self._timers or tool_name(s) not in TIMER_TOOLS]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        if not self._timers and name in TIMER_TOOLS:
+            raise ToolError(f"unknown tool {name!r}")
+        return await self._tools.call(name, arguments, self._conversation_id)
 
 
 class RemoteTools:

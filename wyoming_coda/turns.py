@@ -21,7 +21,7 @@ from .metrics import Metrics
 from .moshiturns import MoshiTurns
 from .personality import Personality
 from .speaking import Speaker, Speech
-from .tools import Toolbox, ToolManager
+from .tools import LocalTools, Toolbox, ToolManager
 
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
@@ -54,7 +54,9 @@ class TurnOptions:
     tools: the client's tools (next to the server's own); extra_prompt: added to the system
     prompt; language: the conversation's language from now on; speak / voice: produce audio;
     memory: False neither recalls nor learns; personality: overrides fields of the user's
-    profile (verbosity, tone) for this turn."""
+    profile (verbosity, tone) for this turn; own_timers: offer the server's timers next to the
+    client's tools (by default only without them: Home Assistant's timers ring on the satellite,
+    a talk-page session has none)."""
 
     tools: ToolManager | None = None
     extra_prompt: str | None = None
@@ -63,6 +65,7 @@ class TurnOptions:
     voice: str | None = None
     memory: bool = True
     personality: Mapping[str, str] | None = None
+    own_timers: bool = False
 
 
 class LLMHealth:
@@ -166,7 +169,10 @@ class TurnRunner:
         if full and options.memory and self.memory is not None:
             memories = await self.memory.relevant(conversation.user_id, text,
                                                   self.config.integration.memory_context_limit)
-        managers = [m for m in (options.tools, self.tools) if m is not None] if full else []
+        own = self.tools
+        if isinstance(own, LocalTools):  # timers ring for this conversation; none next to Home Assistant's
+            own = own.for_turn(conversation.id, timers=options.tools is None or options.own_timers)
+        managers = [m for m in (options.tools, own) if m is not None] if full else []
         personal = self.config.integration.personality_enabled
         profile = self.personality.get(conversation.user_id if personal else "default")
         prompt = system_prompt(
