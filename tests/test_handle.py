@@ -5,11 +5,15 @@ tool loops, memory across a restart, personality, modes and a dead or missing LL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wyoming.asr import Transcript
 from wyoming.event import Event
 from wyoming.ping import Ping
@@ -350,3 +354,32 @@ async def test_no_server_timers_next_to_home_assistants_tools(start_server, olla
     assert "HassTurnOn" in with_ha and "get_current_time" in with_ha and "start_timer" not in with_ha
     await handle_turn(server, "hello")
     assert {"start_timer", "list_timers", "cancel_timer"} <= {t["function"]["name"] for t in ollama.requests[-1]["tools"]}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tiny tmpfs (root)")
+async def test_a_full_disk_leaves_turns_answered(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    """The memory database on a full disk: every turn is still answered, the failure reported once."""
+    data = tmp_path / "small"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(data)], check=True)
+    try:
+        server = ServerProcess(["--llm-url", ollama.url], data_dir=data / "server")
+        server.start()
+        try:
+            await handle_turn(server, "my name is Ada")  # memory works
+            with contextlib.suppress(OSError), open(data / "filler", "wb") as filler:  # then the disk fills up
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            ollama.script = [Reply(text="Still here."), Reply(text="And again.")]
+            first = await handle_turn(server, "remember that I like tea and long walks by the sea")
+            second = await handle_turn(server, "I prefer green tea in the morning with some honey")
+            assert [first[-1].type, second[-1].type] == ["handled", "handled"]
+            assert second[-1].data["text"] == "And again."
+            _, body = server.http_fetch("/metrics")
+            assert 'coda_errors_total{kind="memory-unavailable"} 1.0' in body.decode()
+            assert server.log().count("Memory is unavailable") == 1
+        finally:
+            server.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)

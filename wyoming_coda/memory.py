@@ -75,6 +75,10 @@ def extract_facts(text: str) -> list[tuple[str, str]]:
     return found
 
 
+class MemoryUnavailableError(Exception):
+    """The memory database cannot be read or written (disk full, file gone, locked)."""
+
+
 class MemoryStore:
     """SQLite memory shared by all conversations (per user); safe to use from asyncio."""
 
@@ -87,7 +91,10 @@ class MemoryStore:
 
     async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         async with self._lock:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except (sqlite3.Error, OSError) as err:
+                raise MemoryUnavailableError(f"memory database {self.path}: {err}") from err
 
     def _add_turn(self, user_id: str, conversation_id: str, user_text: str, answer: str) -> list[str]:
         now = time.time()

@@ -5,6 +5,7 @@ answer, and what a finished turn leaves behind (history, memory, metrics, events
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
@@ -16,12 +17,14 @@ from .events import EventBus
 from .hybrid import AudioOut, TextDelta, ToolAnswered, ToolCalled, TurnDone, TurnEvent, TurnRequest, run_turn
 from .language import detect_language
 from .llm.base import LLMBackend
-from .memory import Memory
+from .memory import Memory, MemoryUnavailableError
 from .metrics import Metrics
 from .moshiturns import MoshiTurns
 from .personality import Personality
 from .speaking import Speaker, Speech
 from .tools import LocalTools, Toolbox, ToolManager
+
+_LOGGER = logging.getLogger(__name__)
 
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
@@ -97,6 +100,7 @@ class TurnRunner:
         self.metrics = metrics
         self.events = events
         self.memory = memory
+        self._memory_down = False  # reported once until it works again
         self.personality = personality
         self.tools = tools
         self.moshi = moshi  # None when the mode does not load Moshi
@@ -152,6 +156,15 @@ class TurnRunner:
                     await self._finish(conversation, text, event, time.monotonic() - start, options.memory)
                 yield event
 
+    def _memory_failed(self, conversation_id: str, err: MemoryUnavailableError) -> None:
+        """Turns go on without memory; the failure is reported once (log, metric, event)."""
+        if self._memory_down:
+            return
+        self._memory_down = True
+        _LOGGER.error("Memory is unavailable, turns go on without it: %s", err)
+        self.metrics.error("memory-unavailable")
+        self.events.publish("error", conversation_id=conversation_id, code="memory-unavailable", text=str(err))
+
     def _adapt_personality(self, conversation: Conversation, text: str) -> None:
         integration = self.config.integration
         if not (integration.personality_enabled and integration.personality_adaptation):
@@ -167,8 +180,11 @@ class TurnRunner:
         full = route.name == "llm"
         memories: list[Memory] = []
         if full and options.memory and self.memory is not None:
-            memories = await self.memory.relevant(conversation.user_id, text,
-                                                  self.config.integration.memory_context_limit)
+            try:
+                memories = await self.memory.relevant(conversation.user_id, text,
+                                                      self.config.integration.memory_context_limit)
+            except MemoryUnavailableError as err:
+                self._memory_failed(conversation.id, err)
         own = self.tools
         if isinstance(own, LocalTools):  # timers ring for this conversation; none next to Home Assistant's
             own = own.for_turn(conversation.id, timers=options.tools is None or options.own_timers)
@@ -235,7 +251,13 @@ class TurnRunner:
         else:
             conversation.add_turn(text, done.text)
             if memory and self.memory is not None:
-                learned = await self.memory.add_turn(conversation.user_id, conversation.id, text, done.text)
+                try:
+                    learned = await self.memory.add_turn(conversation.user_id, conversation.id, text, done.text)
+                except MemoryUnavailableError as err:  # the turn is answered all the same
+                    self._memory_failed(conversation.id, err)
+                    learned = []
+                else:
+                    self._memory_down = False
                 if learned:
                     self.events.publish("memory", conversation_id=conversation.id, learned=learned)
         self.events.publish("response_generated", conversation_id=conversation.id, text=done.text,
