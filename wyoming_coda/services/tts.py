@@ -118,25 +118,32 @@ class TtsService:
             self._stream.release()
 
     async def _speak_stream(self, speech: Speech) -> None:
-        """The streamed text as one audio block (closed also when cancelled), then
-        synthesize-stopped. The row is taken at once: the first words are spoken as they come."""
+        """The streamed text as one audio block, opened with its first frame (a stream that
+        turns out to be one of Moshi's answers speaks none), then synthesize-stopped. The row
+        is taken at once: the first words are spoken as they come."""
         try:
             await speech.start()
-            await self._block(speech.frames())
+            await self._block(speech.frames(), open_on_first_frame=True)
         finally:
             await speech.close()
         await self._write(SynthesizeStopped().event())
 
-    async def _block(self, frames: AsyncGenerator[np.ndarray, None]) -> None:
+    async def _block(self, frames: AsyncGenerator[np.ndarray, None], open_on_first_frame: bool = False) -> None:
         """audio-start, one audio-chunk per frame as it comes, audio-stop (also when cancelled)."""
-        await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
-        sent_ms = 0
+        started, sent_ms = False, 0
+        if not open_on_first_frame:
+            await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
+            started = True
         try:
             async with contextlib.aclosing(frames):
                 async for frame in frames:
+                    if not started:
+                        await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
+                        started = True
                     sent_ms = await self._send_frame(frame, sent_ms)
         finally:
-            await self._write(AudioStop(timestamp=sent_ms).event())
+            if started:
+                await self._write(AudioStop(timestamp=sent_ms).event())
 
     async def _speak_whole(self, voice: str | None, text: str) -> None:
         await self._block(self.manager.speech(voice).say(text))
