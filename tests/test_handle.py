@@ -163,6 +163,50 @@ async def test_midstream_llm_error_is_spoken(start_server, ollama: OllamaDouble)
     assert events[-1].data["text"].startswith("Let me think") and "Sorry" in events[-1].data["text"]
 
 
+async def test_llm_server_killed_mid_turn_and_back(start_server, ollama: OllamaDouble) -> None:
+    """Ollama dies while it streams an answer and comes back seconds later: the turn ends with
+    the spoken error, the next turn works without restarting anything."""
+    ollama.script = [Reply(text=" ".join(["word"] * 40), delay=0.1)]
+    server = start_server("--llm-url", ollama.url)
+    events: list[Event] = []
+    async with server.client() as client:
+        await client.write_event(Transcript(text="tell me a long story").event())
+        while (event := await asyncio.wait_for(client.read_event(), 30)) is not None:
+            events.append(event)
+            if event.type == "handled-chunk" and sum(e.type == "handled-chunk" for e in events) == 3:
+                await ollama.close()  # killed in the middle of the answer
+            if event.type in ("handled", "not-handled"):
+                break
+    assert events[-1].type == "not-handled" and "Sorry" in events[-1].data["text"]
+    await asyncio.sleep(2)
+    await ollama.start(ollama.port)  # back, on the same address
+    ollama.script = [Reply(text="I am back.")]
+    events = await handle_turn(server, "are you there")
+    assert events[-1].type == "handled" and events[-1].data["text"] == "I am back."
+
+
+async def test_client_gone_during_a_tool_call(start_server, ollama: OllamaDouble) -> None:
+    """Home Assistant disconnects while the server waits for a tool result: the turn is dropped
+    cleanly (its LLM request closed) and the next client is served."""
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "kitchen"})])]
+    server = start_server("--llm-url", ollama.url)
+    async with server.client() as client:
+        await client.write_event(Transcript(text="turn on the kitchen", context={"tools": [TURN_ON]}).event())
+        while (event := await asyncio.wait_for(client.read_event(), 30)) is not None:
+            if event.type == "coda-tool-call":
+                break  # and leave without answering it
+    ollama.script = [Reply(text="Fine.")]
+    events = await handle_turn(server, "hello")
+    assert events[-1].data["text"] == "Fine."
+    for _ in range(50):  # nothing left open once the server has seen the client go
+        if 'coda_connections{kind="wyoming"} 0.0' in server.http_fetch("/metrics")[1].decode():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("a Wyoming connection stayed open")
+    assert "Traceback" not in server.log()
+
+
 async def test_memory_survives_a_restart(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
     data = tmp_path / "persistent"
     first = start_server("--llm-url", ollama.url, "--data-dir", str(data))

@@ -16,6 +16,11 @@ def test_fact_extraction() -> None:
     assert extract_facts("remember that the spare key is under the mat") == [
         ("fact", "The spare key is under the mat")]
     assert extract_facts("turn on the kitchen light") == []
+    assert extract_facts("My favourite colour is green") == [("fact", "The user's favourite colour is green.")]
+    for command in ("my room is cold, turn up the heating", "my phone is ringing, pause the music",
+                    "my alarm is too loud", "my coffee is ready", "my battery is low", "my laundry is done",
+                    "my show is starting, dim the lights", "I'd like the lights dimmer", "remind me at six"):
+        assert extract_facts(command) == [], command  # what a command mentions is not a fact to keep
 
 
 async def test_memory_retrieval_forget_export(tmp_path: Path) -> None:

@@ -46,8 +46,11 @@ _EXTRACTORS: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"\bi prefer (.{2,80})", re.I), "preference", "The user prefers {0}."),
     (re.compile(r"\bi(?: am|'m) allergic to (.{2,60})", re.I), "fact", "The user is allergic to {0}."),
     (re.compile(r"\bi live in (.{2,60})", re.I), "fact", "The user lives in {0}."),
-    (re.compile(r"\bmy (\w+(?: \w+)?) is (.{1,80})", re.I), "fact", "The user's {0} is {1}."),
-]
+    (re.compile(r"\bmy (\w+(?: \w+)?) is (?!(?:too |so |very |really |a bit |getting )?"
+                r"(?:cold|hot|warm|chilly|dark|bright|on|off|open|closed|locked|unlocked|loud|noisy|quiet|"
+                r"empty|full|low|high|dirty|wet|dry|stuck|broken|dead|late|ready|done|here|there|back|away|home|"
+                r"out|over|\w+ing)\b)(.{1,80})", re.I), "fact", "The user's {0} is {1}."),
+]  # "my X is Y" keeps what lasts ("my car is a red Volvo"), not what a command mentions ("my room is cold")
 _CLAUSE = re.compile(r"(?<=[.!?])\s+|[,;]\s*|\s+(?:and|but)\s+(?=i\b|i'|my\b|call\b|remember\b)", re.I)
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
 _STOP = frozenset(["the", "and", "you", "your", "what", "when", "where", "which", "who", "how", "are", "was", "were", "can", "could", "would", "this", "that", "with", "for", "from", "have", "has", "had", "please", "tell", "about", "does", "did", "not", "there", "their", "them", "they", "its"])
