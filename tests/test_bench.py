@@ -42,6 +42,17 @@ def test_assist() -> None:
     assert re.search(rf"server end of turn / Home Assistant's timer \(first audio\)\s+{NUMBER}", out)
 
 
+@pytest.mark.timeout(300)
+def test_soak() -> None:
+    """The suite's 60 s soak: mixed clients, no errors, nothing left open."""
+    out = bench("soak", "--clients", "4", "--seconds", "60", "--warmup", "10")
+    assert re.search(r"^\s+errors\s+0$", out, re.MULTILINE), out
+    assert re.search(r"close_wait\s+\d+ -> 0$", out, re.MULTILINE), out
+    for kind in ("stt", "tts", "handle", "duplex"):
+        assert re.search(rf"^\s+{kind}\s+m0:\s+{NUMBER} /\s+{NUMBER}", out, re.MULTILINE), kind
+    assert re.search(rf"growth [+-]{NUMBER} %", out)
+
+
 @pytest.mark.timeout(600)
 def test_conversation() -> None:
     """Through the public API, with the real SmolLM2 on embedded llama.cpp."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from homeassistant.components import assist_pipeline, stt, tts
+from homeassistant.components import assist_pipeline, tts
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er
@@ -38,7 +38,7 @@ from tests.peers import start_whisper_and_piper
 from tests.serverproc import free_port
 from tests.speech import SENTENCES, make_speech
 
-from .common import setup_coda
+from .common import satellite_audio, setup_coda
 from .conftest import ROOT
 
 RATE, CHUNK = 16000, 320  # 20 ms of 16 kHz audio per chunk, sent in real time
@@ -122,10 +122,7 @@ async def _turn(hass: HomeAssistant, pipeline_id: str, satellite: Satellite) -> 
 
     await assist_pipeline.async_pipeline_from_audio_stream(
         hass, context=Context(), event_callback=seen, pipeline_id=pipeline_id,
-        stt_metadata=stt.SpeechMetadata(
-            language="", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
-            bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-            channel=stt.AudioChannels.CHANNEL_MONO),
+        stt_metadata=satellite_audio(),
         stt_stream=satellite.stream(), tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
     )
     await asyncio.wait_for(audio_task[0], 30)

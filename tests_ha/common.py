@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
+from homeassistant.components import stt
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
@@ -51,3 +52,11 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)
+
+
+def satellite_audio(language: str = "") -> stt.SpeechMetadata:
+    """What a voice satellite streams: 16 kHz, 16-bit mono PCM ("" language: the pipeline's)."""
+    return stt.SpeechMetadata(
+        language=language, format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
+        bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+        channel=stt.AudioChannels.CHANNEL_MONO)

@@ -16,6 +16,8 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from .common import satellite_audio
+
 
 async def _speech(path: Path) -> AsyncIterator[bytes]:
     with wave.open(str(path)) as wav:
@@ -47,13 +49,8 @@ async def test_stt_tts_and_conversation_entities(
     ids = {e.domain: e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)}
     assert set(ids) == {"stt", "tts", "conversation"}
 
-    metadata = stt.SpeechMetadata(
-        language="en", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
-        bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-        channel=stt.AudioChannels.CHANNEL_MONO,
-    )
     result = await stt.async_get_speech_to_text_entity(hass, ids["stt"]).internal_async_process_audio_stream(
-        metadata, _speech(speech))
+        satellite_audio("en"), _speech(speech))
     assert result.result is stt.SpeechResultState.SUCCESS and result.text  # tiny model: random words
 
     stream = tts.async_create_stream(hass, ids["tts"], language="en", options={tts.ATTR_PREFERRED_FORMAT: "wav"})

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from homeassistant.components import assist_pipeline, stt
+from homeassistant.components import assist_pipeline
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
 from homeassistant.core import Context, HomeAssistant
 from wyoming.info import AsrProgram
 
+from .common import satellite_audio
 from .conftest import ROOT
 from .test_pipeline import _coda_pipeline
 
@@ -69,10 +70,7 @@ async def _listen(hass: HomeAssistant, pipeline_id: str, satellite: Satellite) -
 
     await assist_pipeline.async_pipeline_from_audio_stream(
         hass, context=Context(), event_callback=seen, pipeline_id=pipeline_id,
-        stt_metadata=stt.SpeechMetadata(
-            language="", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
-            bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-            channel=stt.AudioChannels.CHANNEL_MONO),
+        stt_metadata=satellite_audio(),
         stt_stream=satellite.stream(), end_stage=assist_pipeline.PipelineStage.STT,
     )
     return events, at_end[0]

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from homeassistant.components import assist_pipeline, stt, tts
+from homeassistant.components import assist_pipeline, tts
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from .common import setup_coda, setup_demo_lights
+from .common import satellite_audio, setup_coda, setup_demo_lights
 
 ANSWER = "The bed light is on now. I switched it on for you, and everything else stays as it was."
 
@@ -55,10 +55,7 @@ async def _run(hass: HomeAssistant, pipeline_id: str, speech: Path) -> tuple[dic
     events: list[PipelineEvent] = []
     await assist_pipeline.async_pipeline_from_audio_stream(
         hass, context=Context(), event_callback=events.append,
-        stt_metadata=stt.SpeechMetadata(
-            language="", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
-            bit_rate=stt.AudioBitRates.BITRATE_16, sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-            channel=stt.AudioChannels.CHANNEL_MONO),
+        stt_metadata=satellite_audio(),
         stt_stream=_audio(speech), pipeline_id=pipeline_id,
         tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
     )
