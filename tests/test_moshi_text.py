@@ -4,6 +4,7 @@ stop when the user interrupts."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -142,3 +143,71 @@ async def test_llm_answers_in_moshis_voice(tiny_hub, ollama, tmp_path: Path) -> 
     finally:
         await session.close()
         await manager.close()
+
+
+async def test_moshirag_trigger_sends_the_question_to_the_llm(tiny_hub, ollama, tmp_path: Path) -> None:
+    """A MoshiRAG checkpoint decides itself when knowledge is needed: the transcript router
+    leaves the utterance to Moshi, and Moshi's retrieval trigger token (forced here, the tiny
+    model being random) sends what the user said to the LLM, whose answer Moshi then says."""
+    from tests.ollama_double import Reply
+    from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
+    from wyoming_coda.moshihybrid import DuplexHybrid
+
+    manager = VoiceManager(VoiceConfig(
+        device="cpu", moshi=MoshiConfig(duplex=True, model_path="kyutai/moshika-rag-pytorch-bf16"),
+        external_llm=ExternalLLMConfig(url=ollama.url), server=ServerConfig(data_dir=str(tmp_path / "data"))))
+    await manager.initialize()
+    session = await manager.open_duplex()
+    engine = session.engine
+    assert engine.retrieval_token == 5  # from the checkpoint's config.json (rag_token_id)
+    fire = [False]
+
+    def trigger_now(logits: torch.Tensor) -> None:
+        if fire[0]:
+            logits[..., engine.retrieval_token] += 1e4
+            fire[0] = False
+
+    engine._lm_gen.on_text_logits_hook = trigger_now
+    try:
+        conversation_id = await manager.start_conversation(user_id="duplex")
+        hybrid = DuplexHybrid(manager, session, conversation_id, notify=lambda _e: asyncio.sleep(0))
+        reader = session.outputs()
+        silence = np.zeros(FRAME, dtype=np.float32)
+        hybrid.user_words(" what is the capital of france")
+        assert (await hybrid.end_of_utterance()).name == "moshi" and not ollama.requests
+
+        answer = "Paris is the capital of France."
+        ollama.script = [Reply(text=answer)]
+        outputs = []
+        for step in range(200):
+            fire[0] = step == 2
+            session.feed(silence)
+            output = await anext(reader)
+            if output.retrieval:
+                hybrid.retrieval_triggered()
+            hybrid.moshi_words(output.text, output.written)
+            outputs.append(output)
+            if step > 5 and ollama.requests and not hybrid.answering:
+                break
+        assert any(o.retrieval for o in outputs[2:5])  # the forced trigger (the tiny model may sample it too)
+        assert ollama.requests[0]["messages"][-1]["content"] == "what is the capital of france"
+        assert "".join(o.text for o in outputs if o.written).split() == spoken_form(session, answer)
+    finally:
+        await hybrid.close()
+        await session.close()
+        await manager.close()
+
+
+def test_a_moshirag_reference_stream_needs_the_moshi_rag_build(tiny_hub) -> None:
+    import dataclasses
+
+    from wyoming_coda.checkpoints import resolve_checkpoint
+    from wyoming_coda.engines.moshi_compat import UnsupportedCheckpointError, retrieval_trigger
+
+    info = resolve_checkpoint("kyutai/moshika-rag-pytorch-bf16", "moshi")
+    real = dataclasses.replace(info, lm_config={**info.lm_config, "conditioners": {
+        "reference_with_time": {"type": "multi_arc_encoder", "hf_repo": "kyutai/ARC4_Encoder_Llama"}}})
+    with pytest.raises(UnsupportedCheckpointError, match="moshi-rag build"):
+        retrieval_trigger(real)
+    _, token = retrieval_trigger(resolve_checkpoint("kyutai/moshika-pytorch-bf16", "moshi"))
+    assert token is None

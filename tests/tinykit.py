@@ -38,7 +38,8 @@ _FILE_NAMES = {
     "mimi_config_name": "mimi_config.json",
     "tokenizer_name": "tokenizer.model",
 }
-_NOT_LM_KWARGS = set(_FILE_NAMES) | {"model_type", "lm_gen_config", "stt_config", "tts_config", "model_id"}
+_NOT_LM_KWARGS = set(_FILE_NAMES) | {"model_type", "lm_gen_config", "stt_config", "tts_config", "model_id",
+                                     "rag_token_id"}
 _BASE_LM: dict[str, Any] = {
     "dim": 64, "num_heads": 4, "num_layers": 2, "hidden_scale": 4.125,
     "card": MIMI_CONFIG["quantizer"]["bins"], "existing_text_padding_id": 3,
@@ -167,6 +168,8 @@ TINY_REPOS = {
     "tts": ("kyutai/tts-1.6b-en_fr", tts_config),
     "moshi": ("kyutai/moshika-pytorch-bf16", moshi_config),
     "moshiko": ("kyutai/moshiko-pytorch-bf16", moshi_config),  # a second Moshi voice
+    # a MoshiRAG-style checkpoint: a plain Moshi that declares its retrieval trigger token
+    "moshirag": ("kyutai/moshika-rag-pytorch-bf16", lambda: {**moshi_config(), "rag_token_id": 5}),
 }
 TINY_VOICES = ("expresso/ex03-ex01_happy_001_channel1_334s.wav", "vctk/p225_023.wav",
                "cml-tts/fr/2465_1943_000152-0002.wav")

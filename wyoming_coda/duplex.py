@@ -98,7 +98,8 @@ class DuplexConnection:
             "home": home.name if (home := self.manager.homes.for_duplex()) else None,
         }))
         self.transcription = await self.manager.open_transcription(None, duplex=True)
-        self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify)
+        self.hybrid = DuplexHybrid(self.manager, self.session, self.conversation_id, self._notify,
+                                   catch_up=self.transcription.stream.engine.delay_seconds)
         stop_timers = self.manager.on_timer(self.conversation_id, self.hybrid.timer_rang)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
                  asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
@@ -235,6 +236,8 @@ class DuplexConnection:
         late = step_ms > self.manager.config.moshi.target_latency_ms
         if late:
             self.manager.metrics.late_step()
+        if output.retrieval and self.hybrid is not None:
+            self.hybrid.retrieval_triggered()
         if output.text:
             if self.hybrid is not None:
                 self.hybrid.moshi_words(output.text, output.written)

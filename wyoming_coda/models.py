@@ -21,7 +21,7 @@ from .config import VoiceConfig, parse_size
 from .engines.batching import StepObserver
 from .engines.lm import LMStack
 from .engines.moshi import MoshiEngine
-from .engines.moshi_compat import load_tts_model
+from .engines.moshi_compat import load_tts_model, retrieval_trigger
 from .engines.stt import SpeechToText
 from .engines.tts import TextToSpeech
 
@@ -261,8 +261,9 @@ class ModelStore:
         if kind == "tts":
             model = load_tts_model(info, self.device, dtype, self.config.tts.voices)
             return TextToSpeech(model, self.config.tts.batch_size, _executor(kind), self.on_step)
+        info, trigger = retrieval_trigger(info)
         stack = LMStack.load(info, self.device, dtype)
-        return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind), self.on_step)
+        return MoshiEngine(stack, self.config.moshi.batch_size, _executor(kind), self.on_step, trigger)
 
     async def _load_all(self) -> None:
         await asyncio.to_thread(self._cap_process_memory)

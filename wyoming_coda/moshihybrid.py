@@ -48,18 +48,30 @@ class VoiceSystem(Protocol):
 class DuplexHybrid:
     """Routes the utterances of one duplex session between Moshi and the LLM."""
 
-    def __init__(self, voice: VoiceSystem, session: MoshiSession, conversation_id: str, notify: Notify) -> None:
+    def __init__(
+        self, voice: VoiceSystem, session: MoshiSession, conversation_id: str, notify: Notify,
+        catch_up: float = 0.0,
+    ) -> None:
+        """`catch_up`: seconds the user transcript lags the audio (the STT's delay)."""
         self.voice = voice
         self.session = session
         self.conversation_id = conversation_id
         self.notify = notify  # session events for the client: llm turns, tool calls
+        self.catch_up = catch_up
+        # a MoshiRAG checkpoint decides itself when knowledge is needed (its trigger token)
+        self.moshi_triggers = session.engine.retrieval_token is not None
+        self._retrieval: asyncio.Task[None] | None = None
+        self._last_utterance = ""
         self._heard = ""  # the user's words since the last end of utterance
         self._unanswered = ""  # utterances Moshi answered itself, not yet in the history
         self._moshi_said = ""  # Moshi's own words, not yet in the history
         self._turn: asyncio.Task[None] | None = None
 
     def route(self, text: str) -> Route:
-        """Moshi for chit-chat, the LLM for what needs knowledge or action."""
+        """Moshi for chit-chat, the LLM for what needs knowledge or action (with a MoshiRAG
+        checkpoint, Moshi's own trigger decides instead: see `retrieval_triggered`)."""
+        if self.moshi_triggers:
+            return Route("moshi", "Moshi's retrieval trigger decides")
         route = route_turn(text, llm_healthy=True, speech_saturated=False)
         return route if route.name == "llm" else Route("moshi", route.reason)
 
@@ -81,6 +93,7 @@ class DuplexHybrid:
         if not text:
             return None
         route = self.route(text)
+        self._last_utterance = text
         if route.name == "moshi":
             self._unanswered = f"{self._unanswered} {text}".strip()
             return route
@@ -145,10 +158,29 @@ class DuplexHybrid:
         finally:
             self.session.hold_floor(False)
 
+    def retrieval_triggered(self) -> None:
+        """Moshi sampled its retrieval trigger (MoshiRAG): the user asked for knowledge. Once the
+        transcript has caught up, the LLM answers what the user said; Moshi says the answer,
+        written into its text stream like any LLM answer."""
+        if self.answering or (self._retrieval is not None and not self._retrieval.done()):
+            return
+        self._retrieval = asyncio.create_task(self._retrieve(), name="duplex retrieval")
+
+    async def _retrieve(self) -> None:
+        await asyncio.sleep(self.catch_up)
+        text, self._heard = self._heard.strip(), ""
+        text = text or self._last_utterance
+        if text:
+            self._unanswered = self._unanswered.removesuffix(text).strip()
+            await self.ask_llm(text)
+
     async def timer_rang(self, name: str) -> None:
         """A server timer of this session ended: Moshi says so (and the client is told)."""
         self.session.say("Your timer is done." if name == "timer" else f"Your {name} timer is done.")
         await self.notify({"event": "timer", "name": name})
 
     async def close(self) -> None:
+        if self._retrieval is not None:
+            self._retrieval.cancel()
+            await asyncio.gather(self._retrieval, return_exceptions=True)
         await self.interrupt()

@@ -35,6 +35,7 @@ class MoshiOutput:
     pcm: np.ndarray | None
     text: str
     written: bool = False
+    retrieval: bool = False  # a MoshiRAG checkpoint sampled its retrieval trigger at this step
 
 
 @dataclass
@@ -122,9 +123,11 @@ class MoshiEngine(AudioLMEngine):
 
     def __init__(
         self, stack: LMStack, capacity: int, executor: ThreadPoolExecutor,
-        on_step: StepObserver | None = None,
+        on_step: StepObserver | None = None, retrieval_token: int | None = None,
     ) -> None:
+        """`retrieval_token`: a MoshiRAG checkpoint's trigger (outputs flag it as `retrieval`)."""
         super().__init__("moshi", stack, capacity, self._step, executor, on_step, on_text_hook=self._on_text)
+        self.retrieval_token = retrieval_token
         self._writing: list[_Writing | None] = [None] * capacity  # model thread only
         self._stepping: list[bool] = [False] * capacity
 
@@ -193,6 +196,7 @@ class MoshiEngine(AudioLMEngine):
             # the text out now was sampled max_delay steps ago: the oldest of the recent flags
             written = len(writing.recent) == writing.recent.maxlen and writing.recent[0]
             pcm = out_pcm[row].copy() if out_pcm is not None and bool(valid[row]) else None
-            results.append((MoshiOutput(pcm, self._piece(text_ids[row]), written),
+            trigger = not written and self.retrieval_token is not None and text_ids[row] == self.retrieval_token
+            results.append((MoshiOutput(pcm, self._piece(text_ids[row]), written, trigger),
                             bool(writing.tokens) or any(writing.recent)))
         return results
