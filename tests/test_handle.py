@@ -427,3 +427,15 @@ async def test_a_full_disk_leaves_turns_answered(start_server, ollama: OllamaDou
             server.kill()
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+async def test_a_model_that_failed_to_load_ends_the_turn(start_server, tmp_path: Path) -> None:
+    """moshi_only with a Moshi that cannot load: the turn ends with a spoken apology (and the
+    error), the client is not left waiting; the server goes on serving."""
+    server = start_server("--mode", "moshi_only", "--moshi-model", str(tmp_path / "no-such-moshi"), wait_ready=False)
+    server.wait_failed("moshi")
+    events = await handle_turn(server, "hello there")
+    assert events[-1].type == "not-handled" and events[-1].data["text"] == "Sorry, something went wrong on my side."
+    async with server.client() as client:
+        await client.write_event(Ping(text="alive").event())
+        assert (await client.read_event()).data["text"] == "alive"
