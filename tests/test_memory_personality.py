@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from wyoming_coda.conversation import route_turn
 from wyoming_coda.memory import MemoryStore, extract_facts
 from wyoming_coda.personality import Personality, PersonalityStore
@@ -120,3 +122,19 @@ def test_instructions_to_the_assistant_do(tmp_path: Path) -> None:
         start = Personality(verbosity="normal", tone="friendly")
         changed = start.adapt(text)
         assert changed is not None and getattr(changed, field) == value, text
+
+
+def test_conversations_of_clients_that_never_say_goodbye_are_bounded() -> None:
+    from wyoming_coda.conversation import MAX_EXPIRING, Conversations
+    from wyoming_coda.events import EventBus
+    from wyoming_coda.metrics import Metrics
+
+    conversations = Conversations(Metrics(), EventBus())
+    kept = conversations.start("kept", "u", None, None)  # a session that ends itself: never evicted
+    first = conversations.start("first", "u", None, 300.0)
+    for n in range(MAX_EXPIRING + 5):
+        conversations.start(f"c{n}", "u", None, 300.0)
+    assert len(conversations) == MAX_EXPIRING + 1
+    assert conversations.get(kept).id == "kept"
+    with pytest.raises(KeyError):
+        conversations.get(first)  # the least recently active went first

@@ -48,9 +48,14 @@ class Conversation:
         self.turns += 1
 
 
+MAX_EXPIRING = 1000  # conversations of clients that never say goodbye kept at once
+
+
 class Conversations:
     """The open conversations of one process; idle ones end when the next one starts or the
-    analytics are read (clients such as Home Assistant never say goodbye)."""
+    analytics are read (clients such as Home Assistant never say goodbye). Of those, at most
+    MAX_EXPIRING are kept: past it the least recently active end first, so a client that opens
+    conversations fast does not grow the server for the whole idle timeout."""
 
     def __init__(self, metrics: Metrics, events: EventBus) -> None:
         self._metrics = metrics
@@ -70,7 +75,14 @@ class Conversations:
             self._open[conversation_id] = Conversation(conversation_id, user_id, language, idle_timeout=idle_timeout)
             self._metrics.conversation_started()
             self._events.publish("conversation_start", conversation_id=conversation_id, user_id=user_id)
+            if idle_timeout is not None:
+                self._end_least_active()
         return conversation_id
+
+    def _end_least_active(self) -> None:
+        expiring = [c for c in self._open.values() if c.idle_timeout is not None]
+        for conversation in sorted(expiring, key=lambda c: c.last_active)[: max(0, len(expiring) - MAX_EXPIRING)]:
+            self.end(conversation.id)
 
     def end(self, conversation_id: str) -> None:
         if self._open.pop(conversation_id, None) is not None:
