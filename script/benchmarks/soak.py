@@ -248,7 +248,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=600.0, help="measured time, after the warm-up")
-    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=120.0, help="seconds before the baseline (caches and bounded registries fill)")
     args = parser.parse_args()
     return asyncio.run(main_async(args.clients, args.seconds, args.warmup))
 
