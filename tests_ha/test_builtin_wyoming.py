@@ -66,3 +66,28 @@ async def test_stt_tts_and_conversation_entities(
                                                  agent_id=ids["conversation"])
     assert response.response.speech["plain"]["speech"] == "The kitchen light is on."
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_entities_recover_when_the_server_restarts(hass: HomeAssistant, coda_server, speech: Path) -> None:
+    """The server restarted under Home Assistant (an update, a crash): its wyoming entities work
+    again by themselves, with nothing reconfigured (the failure of Home Assistant core issue 136494
+    to avoid) — the server comes back on the same ports with the same identity."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": coda_server.port})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    stt_id = next(e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+                  if e.domain == "stt")
+    entity = stt.async_get_speech_to_text_entity(hass, stt_id)
+
+    async def transcribe() -> stt.SpeechResult:
+        return await entity.internal_async_process_audio_stream(satellite_audio("en"), _speech(speech))
+
+    assert (await transcribe()).result is stt.SpeechResultState.SUCCESS
+    assert coda_server.terminate() == 0
+    assert (await transcribe()).result is stt.SpeechResultState.ERROR  # away: a clear failure, no hang
+    coda_server.start()
+    result = await transcribe()
+    assert result.result is stt.SpeechResultState.SUCCESS and result.text
+    assert entry.state is config_entries.ConfigEntryState.LOADED
