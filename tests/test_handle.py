@@ -439,3 +439,12 @@ async def test_a_model_that_failed_to_load_ends_the_turn(start_server, tmp_path:
     async with server.client() as client:
         await client.write_event(Ping(text="alive").event())
         assert (await client.read_event()).data["text"] == "alive"
+
+
+async def test_satellites_without_a_user_share_the_household_memory(start_server, ollama: OllamaDouble) -> None:
+    server = start_server("--llm-url", ollama.url)
+    await handle_turn(server, "my name is Dana", context={"satellite_id": "kitchen", "device_id": "d1"})
+    await handle_turn(server, "what is my name", context={"satellite_id": "bedroom", "device_id": "d2"})
+    assert "The user's name is Dana" in ollama.requests[-1]["messages"][0]["content"]  # one household
+    await handle_turn(server, "what is my name", context={"user_id": "someone", "satellite_id": "kitchen"})
+    assert "Dana" not in ollama.requests[-1]["messages"][0]["content"]  # a Home Assistant user has their own

@@ -32,6 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
 TOOL_TIMEOUT = 30.0
+HOUSEHOLD = "household"  # memory and personality of turns without a Home Assistant user
 TURN_FAILED = "Sorry, something went wrong on my side."
 EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
 
@@ -107,7 +108,8 @@ class HandleService:
         return result
 
     async def _run(self, text: str, language: str | None, context: dict[str, Any]) -> None:
-        user_id = str(context.get("user_id") or context.get("satellite_id") or context.get("device_id") or "default")
+        # the Home Assistant user's own memory and profile; satellites without a user share the household's
+        user_id = str(context.get("user_id") or HOUSEHOLD)
         conversation_id = await self.manager.start_conversation(context.get("conversation_id"), user_id, language,
                                                                 expire_when_idle=True)
         out_context = {"conversation_id": conversation_id}
