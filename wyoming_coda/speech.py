@@ -160,9 +160,9 @@ class Transcription:
 
     def turn_over(self) -> str | None:
         """Why the spoken command is over now, or None while it goes on: "end-of-turn" (the
-        model's head, the VAD hearing no speech in its latest window), "pause" (a silence longer than the head may hold the
-        turn), "silence" (VAD only, for checkpoints without the head), "no-speech",
-        "max-length"."""
+        model's head, the VAD hearing no speech in its latest window), "pause" (a silence longer
+        than the head may hold the turn), "silence" (VAD only, for checkpoints without the head),
+        "no-speech", "max-length"."""
         rules, vad = self.rules, self.front.vad is not None
         if self.audio_ms >= rules.max_command_ms:
             return "max-length"

@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
+TURN_FAILED = "Sorry, something went wrong on my side."
 
 
 class MemoryManager(Protocol):
@@ -143,18 +144,24 @@ class TurnRunner:
         else:
             events = run_turn(self.llm, await self._request(conversation, text, route, options, speech))
         start = time.monotonic()
-        async with contextlib.aclosing(events):  # closing this iterator cancels the turn at once
-            async for event in events:
-                if isinstance(event, ToolCalled):
-                    self.events.publish("tool_call", conversation_id=conversation.id, name=event.call.name,
-                                        arguments=event.call.arguments)
-                elif isinstance(event, ToolAnswered):
-                    self.metrics.tool_call(ok=event.error is None)
-                elif isinstance(event, TurnDone):
-                    event = replace(event, language=conversation.language, voice=voice)
-                    self.speaker.last_language = conversation.language
-                    await self._finish(conversation, text, event, time.monotonic() - start, options.memory)
-                yield event
+        try:
+            async with contextlib.aclosing(events):  # closing this iterator cancels the turn at once
+                async for event in events:
+                    if isinstance(event, ToolCalled):
+                        self.events.publish("tool_call", conversation_id=conversation.id, name=event.call.name,
+                                            arguments=event.call.arguments)
+                    elif isinstance(event, ToolAnswered):
+                        self.metrics.tool_call(ok=event.error is None)
+                    elif isinstance(event, TurnDone):
+                        event = replace(event, language=conversation.language, voice=voice)
+                        self.speaker.last_language = conversation.language
+                        await self._finish(conversation, text, event, time.monotonic() - start, options.memory)
+                    yield event
+        except Exception:  # an engine that failed mid-turn (a model that did not load, a failed step)
+            _LOGGER.exception("Turn failed")
+            done = TurnDone(TURN_FAILED, route.name, "turn-failed", language=conversation.language, voice=voice)
+            await self._finish(conversation, text, done, time.monotonic() - start, options.memory)
+            yield done  # every client (Wyoming, duplex, the voice API) still gets the end of the turn
 
     def _memory_failed(self, conversation_id: str, err: MemoryUnavailableError) -> None:
         """Turns go on without memory; the failure is reported once (log, metric, event)."""
@@ -261,5 +268,5 @@ class TurnRunner:
                 if learned:
                     self.events.publish("memory", conversation_id=conversation.id, learned=learned)
         self.events.publish("response_generated", conversation_id=conversation.id, text=done.text,
-                            route=done.route, language=done.language, voice=done.voice, latency_ms={k: v * 1000 for k, v in done.timings.items()},
-                            seconds=seconds)
+                            route=done.route, language=done.language, voice=done.voice,
+                            latency_ms={k: v * 1000 for k, v in done.timings.items()}, seconds=seconds)

@@ -90,7 +90,7 @@ class AsrService:
 
     def _check_end(self, transcription: Transcription) -> None:
         """End the command here when the server owns its end and it is over."""
-        if not self.manager.config.stt.end_of_turn or self._ending is not None:
+        if self._ended or not self.manager.config.stt.end_of_turn:
             return
         reason = transcription.turn_over()
         if reason is not None:
@@ -112,8 +112,7 @@ class AsrService:
                 await self.connection.write_event(TranscriptChunk(text=result.text).event())
             else:
                 await self._voice_event(result)
-            if not self._ended:
-                self._check_end(transcription)
+            self._check_end(transcription)
 
     async def _stop(self) -> None:
         if self._ended:

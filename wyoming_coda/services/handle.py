@@ -33,7 +33,6 @@ TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
 TOOL_TIMEOUT = 30.0
 HOUSEHOLD = "household"  # memory and personality of turns without a Home Assistant user
-TURN_FAILED = "Sorry, something went wrong on my side."
 EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
 
 
@@ -116,21 +115,14 @@ class HandleService:
         tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
         await self.connection.write_event(HandledStart(context=out_context).event())
         done: TurnDone | None = None
-        try:
-            async for event in self.manager.process_text(
-                conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
-                language=language, memory=context.get("memory", True), personality=context.get("personality"),
-            ):
-                if isinstance(event, TextDelta):
-                    await self.connection.write_event(HandledChunk(text=event.text).event())
-                elif isinstance(event, TurnDone):
-                    done = event
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        except Exception:  # an engine that failed mid-turn: the client still gets the end of the turn
-            _LOGGER.exception("Turn failed")
-            self.manager.metrics.error("turn-failed")
-            done = TurnDone(TURN_FAILED, "error", "turn-failed")
+        async for event in self.manager.process_text(
+            conversation_id, text, tools=tools, extra_prompt=context.get("extra_system_prompt"),
+            language=language, memory=context.get("memory", True), personality=context.get("personality"),
+        ):
+            if isinstance(event, TextDelta):
+                await self.connection.write_event(HandledChunk(text=event.text).event())
+            elif isinstance(event, TurnDone):
+                done = event
         await self.connection.write_event(HandledStop().event())
         if done is None or done.error:
             await self.connection.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
