@@ -4,8 +4,10 @@ targets live in the benchmarks themselves, as ratios against a baseline of the s
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,42 @@ def test_vram() -> None:
     assert "Memory per component on cpu (tiny checkpoints)" in out
     for component in ("stt", "tts", "moshi", "external_llm"):
         assert re.search(rf"^\s+{component}\s+(ready|external)\s", out, re.MULTILINE), component
+
+
+@pytest.mark.timeout(600)
+def test_scale(tmp_path: Path) -> None:
+    """The scale bench's CPU / tiny run: every section runs, prints its table and writes its JSON."""
+    report = tmp_path / "scale.json"
+    out = bench("scale", "--device", "cpu", "--sizes", "tiny", "--threads", "1", "--json", str(report))
+    for engine in ("stt", "tts", "moshi", "moshi-writing"):
+        for batch in ("1", "4"):
+            assert re.search(rf"^\s+{engine}\s+batch\s+{batch}\s+step\s+{NUMBER} ms .* RTF {NUMBER}", out,
+                             re.MULTILINE), (engine, batch)
+    assert re.search(r"Real-time streams .*: stt \d+, moshi \d+", out)
+    for concurrent in (1, 4):
+        assert re.search(rf"TTS first audio,\s+{concurrent} at once: p50 {NUMBER} s", out)
+    for precision in ("fp32", "int8"):
+        assert re.search(rf"CPU STT {precision}, 1 threads: {NUMBER} ms per 80 ms frame", out), precision
+    results = json.loads(report.read_text())
+    assert results["sizes"] == "tiny" and not results["cuda"]
+    assert {row["engine"] for row in results["steps"]} == {"stt", "tts", "moshi", "moshi-writing"}
+    assert all(row["steps"] >= 2 and row["rtf"] > 0 for row in results["steps"])
+    assert [row["concurrent"] for row in results["tts_first_audio"]] == [1, 4]
+    assert [(row["threads"], row["int8"]) for row in results["cpu"]] == [(1, False), (1, True)]
+
+
+def test_real_sizes_match_the_published_ones() -> None:
+    """The scale bench's real-size checkpoints, counted on PyTorch's meta device (no memory): each
+    LM within 2 % of its published size, Mimi at its 79 M."""
+    import torch
+    from moshi.models import loaders
+
+    from tests import tinykit
+
+    for kind, published in tinykit.PUBLISHED_PARAMETERS.items():
+        config = tinykit.real_config(kind)
+        lm = loaders.get_moshi_lm(None, lm_kwargs=tinykit.lm_kwargs(config), device="meta", dtype=torch.bfloat16)
+        count = sum(p.numel() for p in lm.parameters())
+        assert abs(count / published - 1) < 0.02, (kind, count)
+    mimi = loaders.get_mimi(None, tinykit.REAL_MIMI_CONFIG, device="meta")
+    assert round(sum(p.numel() for p in mimi.parameters()) / 1e6) == 79

@@ -5,12 +5,18 @@ SentencePiece tokenizer) and the real frame geometry (24 kHz, 1920-sample frames
 width shrunk so a model loads in ~0.1 s and steps a frame in a few ms on one CPU thread.
 `install_in_hub_cache` lays a checkpoint out as a Hugging Face cache entry under a real repo
 id, so the server loads it offline through the same code path as real weights.
+
+`real_config` gives the same layouts at the published sizes (random weights as well): the scale
+benchmark builds them on demand, in memory on its device or into a cache directory; the tests
+never do.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import random
+import string
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +103,58 @@ def moshi_config(k: int = 4) -> dict[str, Any]:
     }
 
 
+# The published checkpoints' dimensions (their config.json; moshi's own defaults for Moshi 7B).
+# `real_config(kind)` lays them over the tiny layout of the same kind; with `REAL_MIMI_CONFIG`
+# (moshi's Mimi) they give models of the real size and shape with random weights.
+REAL_MIMI_CONFIG: dict[str, Any] = copy.deepcopy(loaders._mimi_config)
+_REAL_TRUNK: dict[str, Any] = {
+    "dim": 2048, "num_heads": 16, "num_layers": 16, "hidden_scale": 4.125, "card": 2048,
+    "n_q": 32, "text_card": 8000, "max_period": 100000,
+}
+_REAL_DEPFORMER: dict[str, Any] = {
+    "depformer_dim": 1024, "depformer_num_heads": 16, "depformer_multi_linear": True,
+    "depformer_pos_emb": "none", "depformer_weights_per_step": True,
+}
+REAL_LM: dict[str, dict[str, Any]] = {
+    # kyutai/stt-1b-en_fr (+ the 4 end-of-turn heads of its -candle sibling, which this server reads)
+    "stt": {**_REAL_TRUNK, "context": 750, "delays": [0] * 33,
+            "stt_config": {"audio_delay_seconds": 0.5, "audio_silence_prefix_seconds": 0.0}},
+    # kyutai/stt-2.6b-en (no end-of-turn heads)
+    "stt-2.6b": {**_REAL_TRUNK, "num_heads": 32, "num_layers": 48, "context": 375, "text_card": 4000,
+                 "delays": [0] * 33, "extra_heads_num_heads": 0,
+                 "stt_config": {"audio_delay_seconds": 2.5, "audio_silence_prefix_seconds": 1.0}},
+    # kyutai/tts-1.6b-en_fr
+    "tts": {**_REAL_TRUNK, **_REAL_DEPFORMER, "context": 500, "max_period": 10000, "dep_q": 32,
+            "delays": [0, 0] + [2] * 31, "depformer_num_layers": 4, "depformer_dim_feedforward": 3072,
+            "depformer_low_rank_embeddings": 128,
+            "depformer_weights_per_step_schedule": list(range(8)) + [8] * 8 + [9] * 8 + [10] * 8,
+            "conditioners": {
+                "speaker_wavs": {"type": "tensor", "tensor": {"dim": 512}},
+                "cfg": {"type": "lut", "lut": {"n_bins": 7, "dim": 16, "tokenizer": "noop",
+                        "possible_values": ["1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0"]}},
+                "control": {"type": "lut", "lut": {"dim": 2048, "n_bins": 1, "tokenizer": "noop",
+                            "possible_values": ["ok"]}},
+            },
+            "tts_config": {"audio_delay": 1.28, "second_stream_ahead": 2}},
+    # kyutai/moshika-pytorch-bf16 (moshi's default LM configuration)
+    "moshi": copy.deepcopy(loaders._lm_kwargs),
+}
+REAL_SPEAKER_DIM = 512
+# Published sizes the built models are checked against: stt-1b "~1B" (Kyutai's README); stt-2.6b
+# and tts-1.6b from their bf16 weight files (5,234,275,128 and 3,683,719,712 bytes: the TTS name's
+# 1.6 B leaves its depformer out); Moshi the paper's 7.69 B.
+PUBLISHED_PARAMETERS = {"stt": 1.0e9, "stt-2.6b": 2.617e9, "tts": 1.84e9, "moshi": 7.69e9}
+
+
+def real_config(kind: str) -> dict[str, Any]:
+    """The checkpoint config of `kind` (stt, stt-2.6b, tts, moshi) at its published size."""
+    tiny = {"stt": stt_config, "stt-2.6b": stt_config, "tts": tts_config, "moshi": moshi_config}[kind]()
+    config = {**tiny, **copy.deepcopy(REAL_LM[kind])}
+    if kind == "tts":
+        config["lm_gen_config"] = {"temp": 0.6, "temp_text": 0.6}
+    return config
+
+
 _CORPUS = (
     "turn on the kitchen light please and set the thermostat to twenty degrees\n"
     "what is the weather like today hello world this is coda voice\n"
@@ -107,42 +165,76 @@ _CORPUS = (
 ) * 20
 
 
+def _large_corpus(vocab_size: int) -> str:
+    """Enough distinct random words for a vocabulary of `vocab_size` pieces (plus the phrases)."""
+    rng = random.Random(0)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(2 * vocab_size)]
+    lines = (" ".join(rng.choices(words, k=12)) for _ in range(3 * vocab_size))
+    return _CORPUS + "\n".join(lines)
+
+
 def write_tokenizer(out_dir: Path, vocab_size: int = 64) -> spm.SentencePieceProcessor:
-    """A SentencePiece model with Kyutai's special ids (0 unk, 1 bos, 2 eos, 3 pad)."""
+    """A SentencePiece model with Kyutai's special ids (0 unk, 1 bos, 2 eos, 3 pad); real-size
+    vocabularies (thousands of pieces) are learnt from random words."""
     corpus = out_dir / "corpus.txt"
-    corpus.write_text(_CORPUS)
+    large = vocab_size > 256
+    corpus.write_text(_large_corpus(vocab_size) if large else _CORPUS)
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size,
-        model_type="unigram", character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
-        hard_vocab_limit=True, minloglevel=2, normalization_rule_name="identity",
+        model_type="bpe" if large else "unigram", character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2,
+        pad_id=3, hard_vocab_limit=True, minloglevel=2, normalization_rule_name="identity",
     )
     corpus.unlink()
     (out_dir / "tokenizer.vocab").unlink()
     return spm.SentencePieceProcessor(str(out_dir / "tokenizer.model"))
 
 
-def write_checkpoint(out_dir: Path, config: dict[str, Any], seed: int = 0) -> Path:
-    """Random Mimi + LM weights and their configs in `out_dir`."""
+def lm_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """The LM constructor's arguments in a checkpoint config."""
+    return {k: v for k, v in config.items() if k not in _NOT_LM_KWARGS}
+
+
+def write_checkpoint(
+    out_dir: Path, config: dict[str, Any], seed: int = 0, mimi_config: dict[str, Any] | None = None,
+    device: str = "cpu", dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Random Mimi + LM weights and their configs in `out_dir` (built on `device` in `dtype`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    mimi_config = MIMI_CONFIG if mimi_config is None else mimi_config
     # text_card = tokenizer size, so every sampled text id is a valid piece
-    config = {**config, "text_card": write_tokenizer(out_dir).vocab_size()}
+    config = {**config, "text_card": write_tokenizer(out_dir, config.get("text_card", 64)).vocab_size()}
     (out_dir / "config.json").write_text(json.dumps(config, indent=1))
-    (out_dir / "mimi_config.json").write_text(json.dumps(MIMI_CONFIG, indent=1))
-    mimi = loaders.get_mimi(None, MIMI_CONFIG, device="cpu")
+    (out_dir / "mimi_config.json").write_text(json.dumps(mimi_config, indent=1))
+    mimi = loaders.get_mimi(None, mimi_config, device=device)
     save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(out_dir / "mimi.safetensors"))
-    lm_kwargs = {k: v for k, v in config.items() if k not in _NOT_LM_KWARGS}
-    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, device="cpu", dtype=torch.float32)
+    del mimi
+    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(config), device=device, dtype=dtype)
     save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, str(out_dir / "model.safetensors"))
     return out_dir
 
 
-def write_voice(voices_dir: Path, name: str, seed: int = 0) -> Path:
+def checkpoint_info(out_dir: Path, config: dict[str, Any], mimi_config: dict[str, Any] | None = None) -> Any:
+    """A moshi CheckpointInfo for `config` with no weight files: its `get_moshi` / `get_mimi`
+    build randomly initialised models directly on the device asked for (seconds even at 7B on a
+    GPU). Only the tokenizer is written, to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {**config, "text_card": write_tokenizer(out_dir, config.get("text_card", 64)).vocab_size()}
+    return loaders.CheckpointInfo(
+        moshi_weights=None, mimi_weights=None, tokenizer=out_dir / "tokenizer.model",  # type: ignore[arg-type]
+        lm_config=lm_kwargs(config), raw_config=config, model_type=config["model_type"],
+        mimi_config=MIMI_CONFIG if mimi_config is None else mimi_config,
+        lm_gen_config=config.get("lm_gen_config", {}), stt_config=config.get("stt_config", {}),
+        tts_config=config.get("tts_config", {}), model_id=config.get("model_id", {}),
+    )
+
+
+def write_voice(voices_dir: Path, name: str, seed: int = 0, dim: int = SPEAKER_DIM) -> Path:
     """A speaker embedding file named as in kyutai/tts-voices (`<name>.<sig>@<epoch>.safetensors`)."""
     generator = torch.Generator().manual_seed(seed)
     path = voices_dir / f"{name}.{TTS_MODEL_ID['sig']}@{TTS_MODEL_ID['epoch']}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"speaker_wavs": torch.randn(1, SPEAKER_DIM, 10, generator=generator)}, str(path))
+    save_file({"speaker_wavs": torch.randn(1, dim, 10, generator=generator)}, str(path))
     return path
 
 
