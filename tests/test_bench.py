@@ -109,6 +109,18 @@ def test_scale(tmp_path: Path) -> None:
     assert [(row["threads"], row["int8"]) for row in results["cpu"]] == [(1, False), (1, True)]
 
 
+def test_scale_checkpoint_cache(tmp_path: Path) -> None:
+    """With `--cache`, the checkpoints are written once and loaded back through moshi's loaders."""
+    args = ("scale", "--engines", "stt", "--batches", "1", "--threads=", "--cache", str(tmp_path))
+    first = bench(*args)
+    files = {p.name for p in (tmp_path / "stt-tiny").iterdir()}
+    assert {"config.json", "model.safetensors", "mimi.safetensors", "tokenizer.model"} <= files
+    assert "writing stt checkpoint" in first
+    second = bench(*args)
+    assert "writing stt checkpoint" not in second
+    assert re.search(rf"^\s+stt\s+batch\s+1\s+step\s+{NUMBER} ms", second, re.MULTILINE)
+
+
 def test_real_sizes_match_the_published_ones() -> None:
     """The scale bench's real-size checkpoints, counted on PyTorch's meta device (no memory): each
     LM within 2 % of its published size, Mimi at its 79 M."""
