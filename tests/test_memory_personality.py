@@ -138,3 +138,11 @@ def test_conversations_of_clients_that_never_say_goodbye_are_bounded() -> None:
     assert conversations.get(kept).id == "kept"
     with pytest.raises(KeyError):
         conversations.get(first)  # the least recently active went first
+
+
+async def test_memory_routes_say_when_memory_is_off(start_server) -> None:
+    """With memory off, Home Assistant's memory services get a clear answer, not an empty list."""
+    server = start_server("--no-memory")
+    status, body = server.http_fetch("/api/memory")
+    assert status == 404 and b"memory is off on this server" in body
+    assert server.http_fetch("/api/memory/household")[0] == 404

@@ -1,10 +1,12 @@
-"""Every entity, option and error of the integration is named in strings.json, which the English
-translation mirrors, and has an icon; the manifest matches what the code registers."""
+"""Every entity, option, action and error of the integration is named in strings.json, which the
+English translation mirrors, and has an icon; the manifest matches what the code registers."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import yaml
 
 from custom_components.coda.const import DOMAIN, TONE_OPTIONS, VERBOSITY_OPTIONS
 from custom_components.coda.sensor import SENSORS
@@ -27,6 +29,10 @@ def test_strings_cover_entities_options_and_errors() -> None:
     assert set(strings["config"]["error"]) == {"cannot_connect", "not_coda", "invalid_auth"}
     icons = _json("icons.json")["entity"]
     assert set(icons["sensor"]) == set(sensors) and set(icons["binary_sensor"]) == {"llm_reachable"}
+    actions = yaml.safe_load((PACKAGE / "services.yaml").read_text(encoding="utf-8"))
+    assert set(strings["services"]) == set(actions) == set(_json("icons.json")["services"])
+    for action, spec in actions.items():
+        assert set(strings["services"][action]["fields"]) == set(spec["fields"]), action
     german = _json("translations/de.json")["exceptions"]["server_unavailable"]["message"]
     assert german != strings["exceptions"]["server_unavailable"]["message"]
 

@@ -1,5 +1,6 @@
 """The HTTP side port (aiohttp): health, analytics JSON, Prometheus metrics, the events
-WebSocket, duplex Moshi sessions and the home link of the Coda integration.
+WebSocket, duplex Moshi sessions, the home link of the Coda integration and the memory it
+lets Home Assistant see and erase.
 
 With a token configured (`--http-token`), everything but `/healthz` needs
 `Authorization: Bearer <token>`: analytics carry transcripts' metadata that must not leak on a LAN.
@@ -29,6 +30,7 @@ from .homelink import HomeLink
 
 if TYPE_CHECKING:
     from .manager import VoiceManager
+    from .memory import MemoryStore
     from .metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
@@ -186,6 +188,39 @@ async def home(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def _memory(request: web.Request) -> MemoryStore:
+    store = request.app[MANAGER_KEY].memory
+    if store is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "memory is off on this server (integration.memory_enabled)",
+                                                "code": "memory_off"}), content_type="application/json")
+    return store
+
+
+async def memory_users(request: web.Request) -> web.Response:
+    """`GET /api/memory`: whose memories are stored (facts and conversation turns per user)."""
+    return web.json_response({"users": await _memory(request).users()})
+
+
+async def memory_of(request: web.Request) -> web.Response:
+    """`GET /api/memory/{user_id}`: one user's facts (and how many conversation turns are kept)."""
+    data = await _memory(request).export(request.match_info["user_id"])
+    return web.json_response({**data, "turns": len(data["turns"])})
+
+
+async def forget(request: web.Request) -> web.Response:
+    """`DELETE /api/memory/{user_id}[/{memory_id}]`: forget one fact, or everything about the
+    user (facts and conversation turns)."""
+    user_id, memory = request.match_info["user_id"], request.match_info.get("memory_id")
+    memory_id = None if memory is None else int(memory)
+    forgotten = await _memory(request).forget(user_id, memory_id)
+    if memory_id is not None and not forgotten:
+        return web.json_response({"error": f"no memory {memory_id} of {user_id}", "code": "unknown_memory"},
+                                 status=404)
+    request.app[MANAGER_KEY].events.publish("memory_forgotten", user_id=user_id, memory_id=memory_id,
+                                            facts=forgotten)
+    return web.json_response({"forgotten": forgotten})
+
+
 async def _close_websockets(app: web.Application) -> None:
     """On shutdown: tell every WebSocket client the server is going away, so none holds it up."""
     sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS_KEY]
@@ -210,6 +245,10 @@ def create_app(
     app.router.add_get("/api/duplex", duplex)
     app.router.add_get("/api/home", home)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/memory", memory_users)
+    app.router.add_get("/api/memory/{user_id}", memory_of)
+    app.router.add_delete("/api/memory/{user_id}", forget)
+    app.router.add_delete(r"/api/memory/{user_id}/{memory_id:\d+}", forget)
     return app
 
 

@@ -77,13 +77,13 @@ class VoiceManager:
             name=config.personality.name, style=config.personality.style,
             verbosity=config.personality.verbosity, tone=config.personality.tone,
         )
-        self._memory_store = MemoryStore(data_dir / "memory.db") if config.integration.memory_enabled else None
+        self.memory = MemoryStore(data_dir / "memory.db") if config.integration.memory_enabled else None
         self.local_tools = LocalTools(on_timer=self._timer_done)
         self._timer_listeners: dict[str, Callable[[str], Awaitable[None]]] = {}
         self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds)
                       if "moshi" in self.store.slots else None)
         self.turns = TurnRunner(
-            config, self.llm, self.speaker, self.store, self.metrics, self.events, self._memory_store,
+            config, self.llm, self.speaker, self.store, self.metrics, self.events, self.memory,
             PersonalityStore(data_dir / "personality.json", default),
             self.local_tools if config.integration.tools_enabled else None, self.moshi,
         )
@@ -101,8 +101,8 @@ class VoiceManager:
         await self.analytics.close()
         await self.local_tools.close()
         await self.llm.close()
-        if self._memory_store is not None:
-            await self._memory_store.close()
+        if self.memory is not None:
+            await self.memory.close()
         await self.store.close()
 
     async def set_memory_manager(self, memory_manager: MemoryManager | None) -> None:

@@ -173,6 +173,17 @@ class MemoryStore:
         """Everything stored about `user_id`, as JSON-ready data."""
         return await self._run(self._export, user_id)
 
+    def _users(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT user_id, SUM(facts), SUM(turns) FROM ("
+            " SELECT user_id, COUNT(*) AS facts, 0 AS turns FROM facts GROUP BY user_id UNION ALL"
+            " SELECT user_id, 0, COUNT(*) FROM turns GROUP BY user_id) GROUP BY user_id ORDER BY user_id").fetchall()
+        return [{"user_id": u, "facts": f, "turns": t} for u, f, t in rows]
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Whose memories are stored: user id, number of facts and of conversation turns."""
+        return await self._run(self._users)
+
     async def close(self) -> None:
         async with self._lock:
             self._db.close()

@@ -1,19 +1,30 @@
 """Coda Voice: a local voice assistant server (Kyutai speech models + an LLM) as a conversation
-agent with device control, plus its analytics as sensors."""
+agent with device control, its analytics as sensors, and actions to see and erase what it
+remembers about users."""
 
 from __future__ import annotations
 
 from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
 
 from .api import CodaClient, CodaError
 from .const import CONF_DUPLEX_CONTROL, CONF_HTTP_PORT, DOMAIN
 from .coordinator import CodaConfigEntry, CodaCoordinator, CodaRuntimeData, keep_connected
 from .homelink import HomeLink
+from .services import async_setup_services
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.CONVERSATION, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """The memory actions, registered once whatever entries are set up."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import aiohttp
 from wyoming.asr import Transcript
@@ -38,6 +39,14 @@ class CodaConnectionError(CodaError):
 
 class CodaAuthError(CodaError):
     """The HTTP side port refused the token."""
+
+
+class CodaRequestError(CodaError):
+    """The server understood the request and refused it (its JSON `error`)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NotCodaError(CodaError):
@@ -114,15 +123,23 @@ class CodaClient:
         return info
 
     async def _get(self, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
+        return await self._request("GET", path, allow=allow)
+
+    async def _request(self, method: str, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
+        """A side-port JSON request; statuses in `allow` are answered like successes (the
+        server's JSON says what happened)."""
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT), self.session.get(
-                f"{self.http_url}{path}", headers=self._headers()
+            async with asyncio.timeout(CONNECT_TIMEOUT), self.session.request(
+                method, f"{self.http_url}{path}", headers=self._headers()
             ) as response:
                 if response.status == 401:
                     raise CodaAuthError(f"{self.http_url} refused the token")
                 if response.status >= 400 and response.status not in allow:
                     raise CodaConnectionError(f"{self.http_url}{path}: HTTP {response.status}")
                 data = await response.json()
+                if response.status >= 400:
+                    details = data if isinstance(data, dict) else {"error": str(data)}
+                    raise CodaRequestError(str(details.get("error")), str(details.get("code") or response.status))
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as err:
             raise CodaConnectionError(f"cannot reach {self.http_url}: {err or 'timeout'}") from err
         if not isinstance(data, dict):
@@ -141,6 +158,19 @@ class CodaClient:
 
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")
+
+    async def async_memory_users(self) -> list[dict[str, Any]]:
+        """Whose memories the server keeps, with their counts of facts and turns."""
+        return list((await self._request("GET", "/api/memory", allow=(404,)))["users"])
+
+    async def async_memories(self, user_id: str) -> dict[str, Any]:
+        """One user's remembered facts (and how many conversation turns are kept)."""
+        return await self._request("GET", f"/api/memory/{quote(user_id, safe='')}", allow=(404,))
+
+    async def async_forget(self, user_id: str, memory_id: int | None = None) -> int:
+        """Forget one fact of `user_id`, or everything about them; the number of facts erased."""
+        path = f"/api/memory/{quote(user_id, safe='')}" + ("" if memory_id is None else f"/{memory_id}")
+        return int((await self._request("DELETE", path, allow=(404,)))["forgotten"])
 
     @contextlib.asynccontextmanager
     async def _websocket(

@@ -17,6 +17,7 @@ CONF_DUPLEX_CONTROL: Final = "duplex_control"  # the server's talk-page sessions
 
 DEFAULT_PORT: Final = 10300
 DEFAULT_HTTP_PORT: Final = 10301
+HOUSEHOLD: Final = "household"  # the server's memory of turns without a Home Assistant user
 SERVER_DEFAULT: Final = "server"  # personality option: keep the server's own profile
 VERBOSITY_OPTIONS: Final = (SERVER_DEFAULT, "brief", "normal", "detailed")
 TONE_OPTIONS: Final = (SERVER_DEFAULT, "friendly", "formal", "casual", "playful")
