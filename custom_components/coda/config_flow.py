@@ -21,6 +21,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .api import CodaAuthError, CodaClient, CodaConnectionError, NotCodaError, ServerInfo
@@ -138,6 +139,31 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="zeroconf_confirm", data_schema=vol.Schema(TOKEN_FIELD), errors=errors,
             description_placeholders={"name": self._name, "host": self._discovered[CONF_HOST]},
         )
+
+    async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
+        """The Coda Voice add-on, announced through the Supervisor: its address, ports and token
+        come with the announcement (a channel only the Supervisor can write to)."""
+        config = discovery_info.config
+        try:
+            data = {CONF_HOST: str(config[CONF_HOST]), CONF_PORT: int(config[CONF_PORT]),
+                    CONF_HTTP_PORT: int(config.get(CONF_HTTP_PORT) or DEFAULT_HTTP_PORT)}
+        except (KeyError, TypeError, ValueError):
+            return self.async_abort(reason="not_coda_server")
+        if config.get(CONF_TOKEN):
+            data[CONF_TOKEN] = str(config[CONF_TOKEN])
+        server, errors = await self._async_check(data)
+        if server is None:
+            return self.async_abort(reason=errors["base"])
+        await self.async_set_unique_id(server.server_id)
+        self._abort_if_unique_id_configured(updates=data)  # a rebuilt add-on keeps its entry
+        self._discovered, self._name = data, discovery_info.name
+        self.context["title_placeholders"] = {"name": self._name}
+        return await self.async_step_hassio_confirm()
+
+    async def async_step_hassio_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        if user_input is not None:
+            return self.async_create_entry(title=self._name, data=self._discovered, options=DEFAULT_OPTIONS)
+        return self.async_show_form(step_id="hassio_confirm", description_placeholders={"addon": self._name})
 
     async def async_step_reauth(self, entry_data: dict[str, Any]) -> ConfigFlowResult:
         return await self.async_step_reauth_confirm()
