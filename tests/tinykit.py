@@ -238,6 +238,33 @@ def write_voice(voices_dir: Path, name: str, seed: int = 0, dim: int = SPEAKER_D
     return path
 
 
+def write_pocket_config(out_dir: Path) -> Path:
+    """A tiny Pocket TTS config (its English layout, every width shrunk, no weights: the model
+    is built with random weights) with a 64-piece tokenizer made here."""
+    import yaml
+    from pocket_tts.utils.config import CONFIGS_DIR
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((CONFIGS_DIR / "english.yaml").read_text())
+    for section in (config, config["flow_lm"], config["mimi"]):
+        for key in ("weights_path", "weights_path_without_voice_cloning"):
+            section.pop(key, None)
+    flow = config["flow_lm"]
+    flow["flow"] = {"dim": 32, "depth": 1}
+    flow["transformer"].update(d_model=64, num_heads=2, num_layers=1, hidden_scale=2)
+    flow["lookup_table"].update(dim=64, n_bins=write_tokenizer(out_dir).vocab_size(), tokenizer="sentencepiece",
+                                tokenizer_path=str(out_dir / "tokenizer.model"))
+    mimi = config["mimi"]
+    mimi["seanet"].update(dimension=32, n_filters=4)
+    mimi["transformer"].update(d_model=32, num_heads=2, num_layers=1, dim_feedforward=64, input_dimension=32,
+                               output_dimensions=[32])
+    mimi["quantizer"].update(output_dimension=32)
+    mimi["outer_dim"] = 32
+    path = out_dir / "pocket-tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def install_in_hub_cache(src_dir: Path, cache_dir: Path, repo_id: str) -> Path:
     """Lay `src_dir` out as a Hugging Face hub cache entry for `repo_id` (revision main)."""
     revision = "0" * 40

@@ -30,6 +30,11 @@ DEFAULT_TTS_MODEL = "kyutai/tts-1.6b-en_fr"
 DEFAULT_TTS_VOICES = "kyutai/tts-voices"
 DEFAULT_TTS_VOICE = "expresso/ex03-ex01_happy_001_channel1_334s.wav"
 DEFAULT_LANGUAGE_VOICES = ("fr=cml-tts/fr/2465_1943_000152-0002.wav",)
+PROFILES = ("kyutai", "cpu")
+# the CPU profile's models (docs/hardware.md: Kyutai's are not real time on a CPU)
+CPU_STT_MODEL = "tiny.en"  # faster-whisper, int8
+CPU_TTS_MODEL = "english"  # Pocket TTS
+CPU_TTS_VOICE = "alba"
 DEFAULT_LLM_URL = "http://127.0.0.1:11434"
 DEFAULT_LLM_MODEL = "qwen3:8b"
 DEFAULT_URI = "tcp://0.0.0.0:10300"
@@ -308,6 +313,11 @@ class VoiceConfig:
 
     mode: str = option("hybrid", vol.In(MODES), "processing mode", "--mode")
     device: str = option("auto", vol.In(DEVICES), "where the models run (auto: cuda when available)", "--device")
+    profile: str = option(
+        "kyutai", vol.In(PROFILES),
+        "speech engines: kyutai (Kyutai STT and TTS, Moshi; a GPU) or cpu (Whisper STT and Pocket TTS, real time "
+        f"on a CPU; hybrid mode; models default to {CPU_STT_MODEL} and {CPU_TTS_MODEL}, voice {CPU_TTS_VOICE}, "
+        "voices cloned from WAV samples in <data-dir>/voices)", "--profile")
     moshi: MoshiConfig = section(MoshiConfig)
     external_llm: ExternalLLMConfig = section(ExternalLLMConfig)
     stt: STTConfig = section(STTConfig)
@@ -327,6 +337,26 @@ class VoiceConfig:
         if not self.moshi.external_llm_enabled and self.mode != "moshi_only":
             raise ConfigError(f"voice_processing.moshi.external_llm_enabled: false needs mode moshi_only, "
                               f"{self.mode} mode answers with the LLM")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"voice_processing.profile: must be one of {', '.join(PROFILES)}")
+        if self.profile == "cpu":
+            self._cpu_profile()
+
+    def _cpu_profile(self) -> None:
+        """The CPU profile: hybrid mode only (Moshi needs a GPU), its own default models."""
+        if self.mode != "hybrid" or self.moshi.duplex:
+            raise ConfigError("voice_processing.profile: cpu serves hybrid mode without duplex sessions "
+                              "(Moshi is not real time on a CPU)")
+        if self.stt.model == DEFAULT_STT_MODEL:
+            self.stt.model = CPU_STT_MODEL
+        if self.tts.model == DEFAULT_TTS_MODEL:
+            self.tts.model = CPU_TTS_MODEL
+        if self.tts.voice == DEFAULT_TTS_VOICE:
+            self.tts.voice = CPU_TTS_VOICE
+        if self.tts.voices == DEFAULT_TTS_VOICES:
+            self.tts.voices = str(Path(self.server.data_dir) / "voices")
+        if self.tts.language_voices == DEFAULT_LANGUAGE_VOICES:
+            self.tts.language_voices = ()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from wyoming.info import (
 )
 
 from . import __version__
-from .checkpoints import is_local, model_languages
+from .checkpoints import is_local
 from .config import VoiceConfig
 from .models import ModelStore
 
@@ -26,9 +26,18 @@ Model = TypeVar("Model", AsrModel, TtsVoice, HandleModel)
 CODA = Attribution(name="Coda Voice", url="https://github.com/coda-voice/wyoming-coda")
 
 
-def _model_attribution(source: str) -> Attribution:
+CPU_ATTRIBUTIONS = {  # the CPU profile's models, named by the engine rather than a repo id
+    "stt": Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/SYSTRAN/faster-whisper"),
+    "tts": Attribution(name="Kyutai Pocket TTS", url="https://huggingface.co/kyutai/pocket-tts"),
+}
+
+
+def _model_attribution(source: str, cpu: str | None = None) -> Attribution:
+    """Where a model comes from; `cpu`: the CPU profile's engine kind (stt / tts)."""
     if is_local(source):
         return Attribution(name="local", url=f"file://{source}")
+    if cpu is not None:
+        return CPU_ATTRIBUTIONS[cpu]
     return Attribution(name="Kyutai", url=f"https://huggingface.co/{source}")
 
 
@@ -57,24 +66,26 @@ def voice_languages(voice: str, languages: list[str], language_voices: tuple[str
 def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Info:
     """Describe the asr, tts and handle programs with the models this server runs."""
     stt, tts = store.slots["stt"], store.slots["tts"]
-    stt_langs = model_languages(stt.source)
+    stt_langs = stt.languages
+    stt_name, tts_name = ("Whisper", "Pocket TTS") if store.cpu else ("Kyutai STT", "Kyutai TTS")
     llm = config.external_llm
     audio = config.audio
     asr = _program(
-        AsrProgram, "coda-stt", "Kyutai streaming speech-to-text",
-        models=[_artifact(AsrModel, stt.source, f"Kyutai STT ({stt.state})", _model_attribution(stt.source),
-                          stt.state == "ready", stt_langs)],
+        AsrProgram, "coda-stt", f"{stt_name} speech-to-text",
+        models=[_artifact(AsrModel, stt.source, f"{stt_name} ({stt.state})",
+                          _model_attribution(stt.source, "stt" if store.cpu else None), stt.state == "ready",
+                          stt_langs)],
         supports_transcript_streaming=True,
         # the server ends commands itself (docs/protocol.md), and cleans its input: no double processing
         requires_external_vad=not (config.stt.end_of_turn and (audio.vad_enabled or store.stt_has_end_of_turn())),
         prefers_auto_gain_enabled=not audio.auto_gain_control,
         prefers_noise_reduction_enabled=not audio.noise_reduction,
     )
-    voice_source = _model_attribution(config.tts.voices)
+    voice_source = _model_attribution(config.tts.voices, "tts" if store.cpu else None)
     tts_program = _program(
-        TtsProgram, "coda-tts", "Kyutai streaming text-to-speech",
-        voices=[_artifact(TtsVoice, voice, f"Kyutai TTS voice on {tts.source}", voice_source, tts.state == "ready",
-                          voice_languages(voice, model_languages(tts.source), config.tts.language_voices))
+        TtsProgram, "coda-tts", f"{tts_name} streaming text-to-speech",
+        voices=[_artifact(TtsVoice, voice, f"{tts_name} voice on {tts.source}", voice_source, tts.state == "ready",
+                          voice_languages(voice, tts.languages, config.tts.language_voices))
                 for voice in voices],
         supports_synthesize_streaming=True,
     )

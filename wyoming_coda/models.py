@@ -22,11 +22,16 @@ from .engines.batching import StepObserver
 from .engines.lm import LMStack
 from .engines.moshi import MoshiEngine
 from .engines.moshi_compat import load_tts_model, retrieval_trigger
+from .engines.pocket import PocketSpeech, load_pocket_model, pocket_languages
 from .engines.stt import SpeechToText
 from .engines.tts import TextToSpeech
+from .engines.whisper import WhisperSpeechToText, load_whisper_model, whisper_languages
+from .voices import load_voice_sample
 
-Engine = SpeechToText | TextToSpeech | MoshiEngine
-E = TypeVar("E", SpeechToText, TextToSpeech, MoshiEngine)
+SttEngine = SpeechToText | WhisperSpeechToText  # the kyutai / the cpu profile's
+TtsEngine = TextToSpeech | PocketSpeech
+Engine = SttEngine | TtsEngine | MoshiEngine
+E = TypeVar("E", bound=Engine)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,9 +56,10 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _executor(kind: str) -> ThreadPoolExecutor:
-    """One thread per engine: its model calls run in order, engines run side by side."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"coda-{kind}")
+def _executor(kind: str, threads: int = 1) -> ThreadPoolExecutor:
+    """One thread per engine: its model calls run in order, engines run side by side (the CPU
+    profile's engines run one stream per row, a thread each)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"coda-{kind}")
 
 
 @dataclass
@@ -71,8 +77,14 @@ class ModelSlot:
     allocated_bytes: int | None = None  # accelerator memory its loading took (CUDA)
     rss_bytes: int | None = None  # process memory its loading took (CPU)
 
+    cpu: bool = False  # the CPU profile's engine (Whisper / Pocket TTS)
+
     @property
     def languages(self) -> list[str]:
+        if isinstance(self.model, WhisperSpeechToText):
+            return self.model.languages
+        if self.cpu:
+            return whisper_languages(self.source) if self.kind == "stt" else pocket_languages(self.source)
         return model_languages(self.source)
 
 
@@ -103,8 +115,10 @@ class ModelStore:
         sources = {"stt": config.stt.model, "tts": config.tts.model, "moshi": config.moshi.model_path}
         budgets = {"stt": config.stt.vram_allocation, "tts": config.tts.vram_allocation,
                    "moshi": config.moshi.vram_allocation}
+        self.cpu = config.profile == "cpu"
         self.slots = {
-            kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budget) if (budget := budgets[kind]) else None)
+            kind: ModelSlot(kind, sources[kind], budget_bytes=parse_size(budget) if (budget := budgets[kind]) else None,
+                            cpu=self.cpu)
             for kind in components_for_mode(config.mode, config.moshi.duplex)
         }
         if "moshi" in self.slots:  # further Moshi voices: slots "moshi/<voice>"
@@ -133,13 +147,19 @@ class ModelStore:
             if slot.model is not None:
                 await slot.model.close()
 
-    async def stt(self) -> SpeechToText:
+    async def stt(self) -> SttEngine:
         """The STT engine, waiting while it loads."""
-        return await self._get("stt", SpeechToText)
+        engine = await self._ready("stt")
+        if not isinstance(engine, SttEngine):
+            raise ModelNotReadyError(f"the stt slot holds a {type(engine).__name__}")
+        return engine
 
-    async def tts(self) -> TextToSpeech:
+    async def tts(self) -> TtsEngine:
         """The TTS engine, waiting while it loads."""
-        return await self._get("tts", TextToSpeech)
+        engine = await self._ready("tts")
+        if not isinstance(engine, TtsEngine):
+            raise ModelNotReadyError(f"the tts slot holds a {type(engine).__name__}")
+        return engine
 
     async def moshi(self, voice: str | None = None) -> MoshiEngine:
         """The Moshi engine of `voice` (None: the default one), waiting while it loads."""
@@ -159,13 +179,14 @@ class ModelStore:
         for kind in self.slots:
             await self._ready(kind)
 
-    def loaded_tts(self) -> TextToSpeech | None:
+    def loaded_tts(self) -> TtsEngine | None:
         """The TTS engine if it is loaded now, else None (never waits)."""
         engine = self.slots["tts"].model
-        return engine if isinstance(engine, TextToSpeech) else None
+        return engine if isinstance(engine, TtsEngine) else None
 
     def stt_has_end_of_turn(self) -> bool:
-        """Whether the loaded STT model has the end-of-turn head (False while it loads)."""
+        """Whether the loaded STT model has the end-of-turn head (False while it loads; Whisper
+        has none)."""
         engine = self.slots["stt"].model
         return isinstance(engine, SpeechToText) and engine.has_end_of_turn
 
@@ -253,6 +274,19 @@ class ModelStore:
         _LOGGER.info("CUDA allocator capped at %.0f%% of %s (sum of the component budgets)", fraction * 100,
                      _gib(total))
 
+    def _build_cpu(self, slot: ModelSlot) -> Engine:
+        """The CPU profile's engine of `slot` (Whisper STT, Pocket TTS)."""
+        import torch
+
+        if slot.kind == "stt":
+            capacity = self.config.stt.batch_size
+            return WhisperSpeechToText(load_whisper_model(slot.source, torch.get_num_threads()), capacity,
+                                       _executor("stt", capacity), self.on_step)
+        capacity = self.config.tts.batch_size
+        voices = Path(self.config.tts.voices).expanduser()
+        return PocketSpeech(load_pocket_model(slot.source), capacity, _executor("tts", capacity), voices,
+                            load_voice_sample, self.on_step)
+
     def _build(self, kind: str, info: Any, dtype: Any) -> Engine:
         """The engine of `kind` over freshly loaded weights."""
         if kind == "stt":
@@ -286,12 +320,15 @@ class ModelStore:
         import torch
 
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        info = resolve_checkpoint(slot.source, slot.kind)
-        self._check_budget(slot, info)
-        cuda = self.device == "cuda"
+        cuda = self.device == "cuda" and not slot.cpu
         before = torch.cuda.memory_allocated() if cuda else process_rss()
-        with torch.no_grad():
-            model = self._build(slot.kind, info, dtype)
+        if slot.cpu:
+            model = self._build_cpu(slot)
+        else:
+            info = resolve_checkpoint(slot.source, slot.kind)
+            self._check_budget(slot, info)
+            with torch.no_grad():
+                model = self._build(slot.kind, info, dtype)
         if cuda:
             slot.allocated_bytes = torch.cuda.memory_allocated() - before
         else:

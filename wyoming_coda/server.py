@@ -16,6 +16,7 @@ from .access import AllowList
 from .checkpoints import list_voices
 from .config import VoiceConfig
 from .discovery import Advertiser, host_addresses, server_id
+from .engines.pocket import PocketSpeech
 from .handler import CodaEventHandler, RefusedConnection
 from .http import HttpSide
 from .info import build_info
@@ -45,7 +46,8 @@ class CodaServer:
         if engine is None:
             return [self.config.tts.voice]
         if self._voices is None:
-            listed = list_voices(self.config.tts.voices, engine.voice_suffix)
+            listed = engine.voices() if isinstance(engine, PocketSpeech) else list_voices(self.config.tts.voices,
+                                                                                         engine.voice_suffix)
             self._voices = sorted(set(listed) | {self.config.tts.voice})
         return self._voices
 

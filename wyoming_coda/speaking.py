@@ -1,4 +1,4 @@
-"""The speaking pipeline: a stream of text → Kyutai TTS (one row) → 80 ms frames.
+"""The speaking pipeline: a stream of text → the TTS engine (one row) → 80 ms frames.
 
 One pipeline for every path that speaks: the Wyoming tts service (whole texts and streamed
 ones), the hybrid turn (the LLM's text as it streams) and fallback answers. Text is pushed as it
@@ -19,20 +19,21 @@ from typing import Protocol
 
 import numpy as np
 
-from .engines.tts import TextToSpeech, TtsStream, UnknownVoiceError
+from .engines.streams import SynthesisStream, Synthesizer
+from .engines.tts import UnknownVoiceError
 from .events import EventBus
 from .language import detect_language
 
 _LOGGER = logging.getLogger(__name__)
 
-OpenTts = Callable[[str], Awaitable[TtsStream]]  # gets the text known when the row is taken
+OpenTts = Callable[[str], Awaitable[SynthesisStream]]  # gets the text known when the row is taken
 FEEDS = ("words", "sentences")
 
 
 class TtsSource(Protocol):
     """Where the TTS engine comes from (the model store)."""
 
-    async def tts(self) -> TextToSpeech: ...
+    async def tts(self) -> Synthesizer: ...
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
@@ -75,7 +76,7 @@ class Speech:
         self._buffer = ""
         self._sentence = ""  # text since the last sentence end (to tell when one completes)
         self.spoken: list[str] = []  # the pieces handed to TTS, in order
-        self._tts: TtsStream | None = None
+        self._tts: SynthesisStream | None = None
         self._waiting: list[str] = []  # pieces spoken before the row was taken
         self._ended = False
 
@@ -218,7 +219,7 @@ class Speaker:
         """The language `text` is in (among the TTS model's), else the latest answer's."""
         return detect_language(text, self.languages) or self.last_language
 
-    async def open_stream(self, voice: str | None = None, language: str | None = None) -> TtsStream:
+    async def open_stream(self, voice: str | None = None, language: str | None = None) -> SynthesisStream:
         """A raw TTS stream: add text, end it, read 80 ms frames. `language`: the text's, when it
         chose the voice (reported in the `synthesis` event)."""
         name = voice or self.default_voice
@@ -227,7 +228,7 @@ class Speaker:
             self._events.publish("synthesis", voice=name, language=language)
         return stream
 
-    async def _open_for(self, text: str) -> TtsStream:
+    async def _open_for(self, text: str) -> SynthesisStream:
         """A stream with the voice of `text`'s language (the default one if that voice is missing)."""
         language = self.language_of(text)
         voice = self.voice_for(language)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .audio import AudioFormatError
 from .config import STTConfig
-from .engines.stt import SttStream
+from .engines.streams import RecognitionStream
 from .frontend import AudioFrontEnd, AudioQuality
 
 KEPT_AUDIO_SECONDS = 30.0  # the longest utterance whose audio is kept for Moshi
@@ -72,7 +72,7 @@ class Transcription:
     """One utterance: feed PCM in any format, read text pieces and voice activity as they come."""
 
     def __init__(
-        self, stream: SttStream, front: AudioFrontEnd, language: str,
+        self, stream: RecognitionStream, front: AudioFrontEnd, language: str,
         on_final: Callable[[Transcription, float], None] | None = None, rules: EndOfTurnRules | None = None,
     ) -> None:
         self.stream = stream

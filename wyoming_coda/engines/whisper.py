@@ -1,0 +1,136 @@
+"""Whisper (faster-whisper, CTranslate2 int8) on a CPU: a command's audio in, its text out.
+
+Kyutai's STT is not real time on a CPU (docs/hardware.md); Whisper transcribes a whole command
+in a fraction of its length, so the CPU profile buffers the command and transcribes it when it
+ends: the server's end of turn (Silero VAD) or the client's audio-stop. Each row is one
+transcription on the engine's thread; further commands wait for a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import soxr
+
+from .batching import Rows, StepObserver
+from .stt import SttOutput
+
+WHISPER_RATE = 16000
+WHISPER_LANGUAGES = ["en", "fr", "de", "es", "it", "nl", "pt"]  # of its ~100, those it transcribes best
+
+
+class WhisperStream:
+    """One command: feed audio, finish, read its text."""
+
+    def __init__(self, engine: WhisperSpeechToText) -> None:
+        self.engine = engine
+        self._chunks: list[np.ndarray] = []
+        self._results: asyncio.Queue[SttOutput | BaseException | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.samples_fed = 0
+
+    @property
+    def frames_in(self) -> int:
+        return self.samples_fed // self.engine.frame_size
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Append float32 mono samples at 24 kHz."""
+        if self._task is not None:
+            raise RuntimeError("stream already finished")
+        self._chunks.append(samples.astype(np.float32, copy=False))
+        self.samples_fed += samples.size
+
+    def finish(self, trailing_silence: float = 0.0) -> None:
+        """End of audio: transcribe it (the silence at its end changes nothing for Whisper)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._transcribe(), name="whisper transcription")
+
+    async def _transcribe(self) -> None:
+        try:
+            if self.samples_fed:
+                audio = np.concatenate(self._chunks)
+                self._chunks = []
+                await self.engine.rows.acquire()
+                try:
+                    text = await asyncio.get_running_loop().run_in_executor(
+                        self.engine.executor, self.engine.transcribe, audio)
+                finally:
+                    self.engine.rows.release()
+                if text:
+                    self._results.put_nowait(SttOutput(text, None))
+        except Exception as err:  # noqa: BLE001 - the reader gets it, the engine keeps serving
+            self._results.put_nowait(RuntimeError(f"stt transcription failed: {err}"))
+        finally:
+            self._results.put_nowait(None)
+
+    async def outputs(self) -> AsyncIterator[SttOutput]:
+        """The command's text (one output) once `finish` has transcribed it."""
+        while (item := await self._results.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        self._chunks = []
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class WhisperSpeechToText:
+    """A faster-whisper model shared by up to `capacity` transcriptions at a time."""
+
+    sample_rate = 24000  # what streams are fed (the server's audio front end), resampled here
+    frame_size = 1920
+    frame_rate = 12.5
+    has_end_of_turn = False
+    delay_seconds = 0.0
+
+    def __init__(
+        self, model: Any, capacity: int, executor: ThreadPoolExecutor, on_step: StepObserver | None = None,
+    ) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.rows = Rows(capacity)
+        self.scheduler = self.rows  # occupancy, as the batched engines report it
+        self.executor = executor
+        self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
+        self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
+        self._on_step = on_step
+
+    async def open(self) -> WhisperStream:
+        return WhisperStream(self)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """The text of 24 kHz float32 audio (model thread)."""
+        started = time.perf_counter()
+        samples = soxr.resample(audio, self.sample_rate, WHISPER_RATE).astype(np.float32)
+        segments, _ = self.model.transcribe(
+            samples, language=self.language, beam_size=1, vad_filter=False, without_timestamps=True,
+            condition_on_previous_text=False)
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        if self._on_step is not None:
+            self._on_step("stt", time.perf_counter() - started, 1)
+        return text
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def whisper_languages(source: str) -> list[str]:
+    """Before loading, from the name: English for the `.en` models, else the languages Whisper
+    handles best (the loaded engine knows for sure: `languages`)."""
+    return ["en"] if source.rstrip("/").endswith(".en") else WHISPER_LANGUAGES
+
+
+def load_whisper_model(source: str, threads: int) -> Any:
+    """faster-whisper `source`: a model name (`tiny.en`, `base`, ...; downloaded from Hugging
+    Face) or a local CTranslate2 model directory, int8 on the CPU."""
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(source, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1)
