@@ -238,9 +238,10 @@ def write_voice(voices_dir: Path, name: str, seed: int = 0, dim: int = SPEAKER_D
     return path
 
 
-def write_pocket_config(out_dir: Path) -> Path:
-    """A tiny Pocket TTS config (its English layout, every width shrunk, no weights: the model
-    is built with random weights) with a 64-piece tokenizer made here."""
+def write_pocket_config(out_dir: Path, real: bool = False) -> Path:
+    """A Pocket TTS config with no weights (the model is built with random weights): tiny (its
+    English layout, every width shrunk) or, `real`, the English model's size; the tokenizer is
+    made here."""
     import yaml
     from pocket_tts.utils.config import CONFIGS_DIR
 
@@ -250,17 +251,22 @@ def write_pocket_config(out_dir: Path) -> Path:
         for key in ("weights_path", "weights_path_without_voice_cloning"):
             section.pop(key, None)
     flow = config["flow_lm"]
+    table = flow["lookup_table"]
+    table.update(n_bins=write_tokenizer(out_dir, table["n_bins"] if real else 64).vocab_size(),
+                 tokenizer="sentencepiece", tokenizer_path=str(out_dir / "tokenizer.model"))
+    path = out_dir / ("pocket-real.yaml" if real else "pocket-tiny.yaml")
+    if real:
+        path.write_text(yaml.safe_dump(config))
+        return path
     flow["flow"] = {"dim": 32, "depth": 1}
     flow["transformer"].update(d_model=64, num_heads=2, num_layers=1, hidden_scale=2)
-    flow["lookup_table"].update(dim=64, n_bins=write_tokenizer(out_dir).vocab_size(), tokenizer="sentencepiece",
-                                tokenizer_path=str(out_dir / "tokenizer.model"))
+    table.update(dim=64)
     mimi = config["mimi"]
     mimi["seanet"].update(dimension=32, n_filters=4)
     mimi["transformer"].update(d_model=32, num_heads=2, num_layers=1, dim_feedforward=64, input_dimension=32,
                                output_dimensions=[32])
     mimi["quantizer"].update(output_dimension=32)
     mimi["outer_dim"] = 32
-    path = out_dir / "pocket-tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 

