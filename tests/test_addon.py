@@ -100,20 +100,30 @@ def run_script(tmp_path: Path, options: dict[str, Any]) -> subprocess.CompletedP
 
 
 def test_run_script_turns_options_into_the_command_line(tmp_path: Path) -> None:
-    options = {**config()["options"], "mode": "adaptive", "http_token": "s3cret-token", "debug_logging": True,
-               "memory": False}
+    options = {**config()["options"], "profile": "kyutai", "mode": "adaptive", "http_token": "s3cret-token",
+               "debug_logging": True, "memory": False, "stt_model": "kyutai/stt-2.6b-en"}
     result = run_script(tmp_path, options)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "/opt/coda/bin/wyoming-coda",
-        "--uri", "tcp://0.0.0.0:10300", "--data-dir", "/data",
-        "--device", "auto", "--mode", "adaptive",
-        "--stt-model", "kyutai/stt-1b-en_fr", "--tts-model", "kyutai/tts-1.6b-en_fr",
-        "--tts-voice", "expresso/ex03-ex01_happy_001_channel1_334s.wav",
-        "--moshi-model", "kyutai/moshika-pytorch-bf16",
+        "--uri", "tcp://0.0.0.0:10300", "--data-dir", "/data", "--profile", "kyutai",
+        "--device", "auto", "--mode", "adaptive", "--stt-model", "kyutai/stt-2.6b-en",
         "--llm-provider", "ollama", "--llm-url", "http://homeassistant.local:11434", "--llm-model", "qwen3:8b",
         "--http-port", "10301", "--http-token", "s3cret-token", "--no-memory", "--personality", "--debug",
     ]
+
+
+def test_the_default_options_select_the_cpu_profile(tmp_path: Path) -> None:
+    """The add-on runs where Home Assistant runs, without a GPU: Whisper and Pocket TTS, cloned
+    voices from the add-on's config folder."""
+    from wyoming_coda.__main__ import build_parser, resolve_config
+
+    result = run_script(tmp_path, config()["options"])
+    assert result.returncode == 0, result.stderr
+    resolved = resolve_config(build_parser().parse_args(result.stdout.split()[1:]))
+    assert resolved.profile == "cpu" and resolved.mode == "hybrid"
+    assert (resolved.stt.model, resolved.tts.model, resolved.tts.voice) == ("tiny.en", "english", "alba")
+    assert resolved.tts.voices == "/config/voices" and "addon_config:rw" in config()["map"]
 
 
 def test_the_command_line_is_one_the_server_accepts(tmp_path: Path) -> None:
@@ -133,6 +143,8 @@ def test_the_command_line_is_one_the_server_accepts(tmp_path: Path) -> None:
         ({"http_port": "abc"}, "option 'http_port' must be a port number (1-65535), got 'abc'"),
         ({"http_port": 70000}, "option 'http_port' must be a port number (1-65535), got '70000'"),
         ({"device": "tpu"}, "option 'device' must be auto, cuda or cpu, got 'tpu'"),
+        ({"profile": "gpu"}, "option 'profile' must be cpu or kyutai, got 'gpu'"),
+        ({"mode": "adaptive"}, "option 'mode' must be hybrid with the cpu profile (Moshi needs a GPU), got 'adaptive'"),
     ],
 )
 def test_run_script_refuses_bad_options(tmp_path: Path, change: dict[str, Any], message: str) -> None:
