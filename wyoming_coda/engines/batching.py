@@ -159,6 +159,28 @@ class Rows:
         self._free.release()
 
 
+class RowEngine:
+    """What the CPU profile's engines share: a model, `capacity` rows that each run one stream on
+    a thread of the engine's executor, and Mimi's frame geometry at 24 kHz."""
+
+    sample_rate = 24000
+    frame_size = 1920  # 80 ms
+    frame_rate = 12.5
+
+    def __init__(
+        self, model: Any, capacity: int, executor: ThreadPoolExecutor, on_step: StepObserver | None = None,
+    ) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.rows = Rows(capacity)
+        self.scheduler = self.rows  # occupancy, as the batched engines report it
+        self.executor = executor
+        self._on_step = on_step
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 Item = TypeVar("Item")
 
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import Rows, StepObserver
+from .batching import RowEngine, StepObserver
 from .tts import UnknownVoiceError
 
-FRAME_SIZE = 1920  # 80 ms at 24 kHz, Mimi's frame
+FRAME_SIZE = RowEngine.frame_size
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n+")
 
 SampleLoader = Callable[[Path], np.ndarray]  # a voice sample → float32 mono 24 kHz (or an error)
@@ -108,26 +108,18 @@ class PocketStream:
         self.engine.rows.release()
 
 
-class PocketSpeech:
+class PocketSpeech(RowEngine):
     """A Pocket TTS model serving `capacity` syntheses at a time, one per thread."""
 
-    sample_rate = 24000
-    frame_size = FRAME_SIZE
-    frame_rate = 12.5
     voice_suffix = ".wav"
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor, voices_dir: Path | None,
         load_sample: SampleLoader, on_step: StepObserver | None = None,
     ) -> None:
-        self.model = model
-        self.capacity = capacity
-        self.rows = Rows(capacity)
-        self.scheduler = self.rows  # occupancy, as the batched engines report it
-        self.executor = executor
+        super().__init__(model, capacity, executor, on_step)
         self.voices_dir = voices_dir
         self._load_sample = load_sample
-        self._on_step = on_step
         self._states: dict[str, Any] = {}
 
     def voices(self) -> list[str]:
@@ -191,8 +183,6 @@ class PocketSpeech:
         if rest.size and not stop.is_set():
             put(np.pad(rest, (0, FRAME_SIZE - rest.size)))
 
-    async def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 POCKET_LANGUAGES = {"english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it",

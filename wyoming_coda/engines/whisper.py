@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from .batching import Rows, StepObserver
+from .batching import RowEngine, StepObserver
 from .stt import SttOutput
 
 WHISPER_RATE = 16000
@@ -82,23 +82,17 @@ class WhisperStream:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class WhisperSpeechToText:
-    """A faster-whisper model shared by up to `capacity` transcriptions at a time."""
+class WhisperSpeechToText(RowEngine):
+    """A faster-whisper model shared by up to `capacity` transcriptions at a time (streams are
+    fed 24 kHz audio by the server's front end, resampled here)."""
 
-    sample_rate = 24000  # what streams are fed (the server's audio front end), resampled here
-    frame_size = 1920
-    frame_rate = 12.5
     has_end_of_turn = False
     delay_seconds = 0.0
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor, on_step: StepObserver | None = None,
     ) -> None:
-        self.model = model
-        self.capacity = capacity
-        self.rows = Rows(capacity)
-        self.scheduler = self.rows  # occupancy, as the batched engines report it
-        self.executor = executor
+        super().__init__(model, capacity, executor, on_step)
         self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
         self._on_step = on_step
@@ -118,8 +112,6 @@ class WhisperSpeechToText:
             self._on_step("stt", time.perf_counter() - started, 1)
         return text
 
-    async def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def whisper_languages(source: str) -> list[str]:
