@@ -121,7 +121,7 @@ def test_the_default_options_select_the_cpu_profile(tmp_path: Path) -> None:
     result = run_script(tmp_path, config()["options"])
     assert result.returncode == 0, result.stderr
     resolved = resolve_config(build_parser().parse_args(result.stdout.split()[1:]))
-    assert resolved.profile == "cpu" and resolved.mode == "hybrid"
+    assert resolved.profile == "cpu" and resolved.mode == "hybrid" and resolved.tts.int8
     assert (resolved.stt.model, resolved.tts.model, resolved.tts.voice) == ("tiny.en", "english", "alba")
     assert resolved.tts.voices == "/config/voices" and "addon_config:rw" in config()["map"]
 

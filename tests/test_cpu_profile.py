@@ -117,3 +117,20 @@ async def test_a_handle_turn_is_answered(start_server, cpu_args: list[str], olla
     events = await handle_turn(server, "what time is it")
     assert events[-1].type == "handled" and events[-1].data["text"] == "It is noon."
     assert events[-1].data["context"]["voice"] == "ada"
+
+
+async def test_int8_pocket_tts_speaks(tmp_path: Path, samples: Path) -> None:
+    """`--tts-int8`: Pocket TTS's transformer dynamically quantised, still speaking 80 ms frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wyoming_coda.engines.pocket import PocketSpeech, load_pocket_model
+
+    model = load_pocket_model(str(write_pocket_config(tmp_path)), int8=True)
+    assert any("quantized" in type(m).__module__ for m in model.flow_lm.modules())
+    engine = PocketSpeech(model, 1, ThreadPoolExecutor(1), samples, load_voice_sample)
+    stream = await engine.open("ada")
+    stream.add_text("Hello there.")
+    stream.end_text()
+    frames = [frame async for frame in stream.audio()]
+    await stream.close()
+    assert frames and all(frame.size == 1920 for frame in frames)

@@ -211,6 +211,9 @@ class TTSConfig:
                         "--tts-voice")
     batch_size: int = option(8, _BATCH, "concurrent syntheses stepped in one batch")
     vram_allocation: str | None = option(None, _size, "memory budget of the TTS model (null: none)")
+    int8: bool = option(False, bool, "CPU profile: Pocket TTS with int8 dynamic quantisation of its transformer "
+                        "(about twice as fast; for Raspberry Pi class CPUs)", "--tts-int8",
+                        action=argparse.BooleanOptionalAction)
     feed: str = option("words", vol.In(("words", "sentences")),
                        "streamed text reaches the model word by word, or in whole sentences", "--tts-feed")
     language_voices: tuple[str, ...] = option(

@@ -284,8 +284,8 @@ class ModelStore:
                                        _executor("stt", capacity), self.on_step)
         capacity = self.config.tts.batch_size
         voices = Path(self.config.tts.voices).expanduser()
-        return PocketSpeech(load_pocket_model(slot.source), capacity, _executor("tts", capacity), voices,
-                            load_voice_sample, self.on_step)
+        return PocketSpeech(load_pocket_model(slot.source, self.config.tts.int8), capacity, _executor("tts", capacity),
+                            voices, load_voice_sample, self.on_step)
 
     def _build(self, kind: str, info: Any, dtype: Any) -> Engine:
         """The engine of `kind` over freshly loaded weights."""

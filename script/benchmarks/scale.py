@@ -469,9 +469,10 @@ class Bench:
             return
         audio = load_voice_sample(command)  # 24 kHz float32, as the server's front end feeds it
         config = tinykit.write_pocket_config(self.work / "pocket", real=self.args.sizes == "real")
-        model = load_pocket_model(str(config))
-        model.eos_threshold = float("inf")  # random weights: a fixed length instead of their random end
-        model._estimate_max_gen_len = lambda tokens: POCKET_FRAMES
+        models = {precision: load_pocket_model(str(config), int8=precision == "int8") for precision in ("fp32", "int8")}
+        for model in models.values():
+            model.eos_threshold = float("inf")  # random weights: a fixed length instead of their random end
+            model._estimate_max_gen_len = lambda tokens: POCKET_FRAMES
         for threads in self.args.threads:
             torch.set_num_threads(threads)
             whisper = WhisperSpeechToText(load_whisper_model(str(get_model_path()), threads), 1, ThreadPoolExecutor(1))
@@ -486,16 +487,17 @@ class Bench:
             self.results["cpu_profile"].append(row)
             print(f"  cpu profile whisper tiny.en, {threads} threads: {row['seconds'] * 1e3:.0f} ms for "
                   f"{row['audio_seconds']:.1f} s of speech (RTF {row['rtf']:.2f}): {text!r}", flush=True)
-            pocket = PocketSpeech(model, 1, ThreadPoolExecutor(1), sample.parent, load_voice_sample)
-            await pocket.check_voice(sample.stem)  # the cloned voice's conditioning, computed once
-            first, total = await _pocket_run(pocket, sample.stem)
-            row = {"engine": f"pocket tts ({self.args.sizes})", "threads": threads, "first_audio_ms": first * 1e3,
-                   "seconds": total, "audio_seconds": POCKET_FRAMES * FRAME_SECONDS, "rtf": total / (POCKET_FRAMES * FRAME_SECONDS)}
-            self.results["cpu_profile"].append(row)
-            print(f"  cpu profile pocket tts ({self.args.sizes}), {threads} threads: first audio "
-                  f"{row['first_audio_ms']:.0f} ms, {row['audio_seconds']:.2f} s of audio in {total:.2f} s "
-                  f"(RTF {row['rtf']:.2f})", flush=True)
-            self.save()
+            for precision, model in models.items():
+                pocket = PocketSpeech(model, 1, ThreadPoolExecutor(1), sample.parent, load_voice_sample)
+                await pocket.check_voice(sample.stem)  # the cloned voice's conditioning, computed once
+                first, total = await _pocket_run(pocket, sample.stem)
+                seconds = POCKET_FRAMES * FRAME_SECONDS
+                row = {"engine": f"pocket tts {precision} ({self.args.sizes})", "threads": threads,
+                       "first_audio_ms": first * 1e3, "seconds": total, "audio_seconds": seconds, "rtf": total / seconds}
+                self.results["cpu_profile"].append(row)
+                print(f"  cpu profile {row['engine']}, {threads} threads: first audio {row['first_audio_ms']:.0f} ms, "
+                      f"{seconds:.2f} s of audio in {total:.2f} s (RTF {row['rtf']:.2f})", flush=True)
+                self.save()
         torch.set_num_threads(1)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import re
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -195,15 +196,20 @@ def pocket_languages(source: str) -> list[str]:
     return [next((code for lang, code in POCKET_LANGUAGES.items() if name.startswith(lang)), "en")]
 
 
-def load_pocket_model(source: str) -> Any:
+def load_pocket_model(source: str, int8: bool = False) -> Any:
     """Pocket TTS `source`: a released model by name (`english`, `french`, ...; its weights come
-    from Hugging Face) or a local YAML config."""
+    from Hugging Face) or a local YAML config; `int8`: its transformer dynamically quantised."""
     from pocket_tts import TTSModel
 
     threads = torch.get_num_threads()  # importing pocket_tts sets one torch thread for the process
+    where: dict[str, Any] = (
+        {"config": Path(source).expanduser()} if source.endswith((".yaml", ".yml")) else {"language": source}
+    )
     try:
-        if source.endswith((".yaml", ".yml")):
-            return TTSModel.load_model(config=Path(source).expanduser())
-        return TTSModel.load_model(language=source)
+        with warnings.catch_warnings():
+            # int8 goes through torch.ao's quantised tensors, which torch deprecates (and says so twice)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions", category=UserWarning)
+            return TTSModel.load_model(**where, quantize=int8)
     finally:
         torch.set_num_threads(threads)
