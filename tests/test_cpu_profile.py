@@ -4,6 +4,7 @@ here) through the Wyoming services, voices cloned from WAV samples, and the samp
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
@@ -152,7 +153,10 @@ async def test_whisper_transcribes_during_the_end_of_turn_silence(tmp_path: Path
     async def command(after_prepare: np.ndarray, trailing_silence: float) -> str:
         stream = await engine.open()
         stream.feed(speech)
+        runs = engine.transcriptions
         stream.prepare()
+        while engine.transcriptions == runs:  # the prepared transcription has started
+            await asyncio.sleep(0.01)
         stream.feed(after_prepare)
         stream.finish(trailing_silence)
         (output,) = [o async for o in stream.outputs()]
