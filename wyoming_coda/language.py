@@ -1,5 +1,6 @@
-"""The language of a short text, from its most common words: how the server picks a turn's
-answer language (and so its voice) when the client does not say which (docs/protocol.md)."""
+"""Plain text: the language of a short text, from its most common words (how the server picks a
+turn's answer language, and so its voice, when the client does not say which; docs/protocol.md),
+and its complete sentences (where speech engines may start speaking)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def detect_language(text: str, choices: Sequence[str]) -> str | None:
     if not scores or scores[0][0] == 0 or (len(scores) > 1 and scores[0][0] == scores[1][0]):
         return None
     return scores[0][1]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """Complete sentences in `text` and the unfinished rest."""
+    sentences, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        sentence = text[start:match.end()].strip()
+        if sentence:
+            sentences.append(sentence)
+        start = match.end()
+    return sentences, text[start:]

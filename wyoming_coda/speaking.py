@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -22,7 +21,7 @@ import numpy as np
 from .engines.streams import SynthesisStream, Synthesizer
 from .engines.tts import UnknownVoiceError
 from .events import EventBus
-from .language import detect_language
+from .language import detect_language, split_sentences
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,20 +33,6 @@ class TtsSource(Protocol):
     """Where the TTS engine comes from (the model store)."""
 
     async def tts(self) -> Synthesizer: ...
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
-
-
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """Complete sentences in `text` and the unfinished rest."""
-    sentences, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        sentence = text[start:match.end()].strip()
-        if sentence:
-            sentences.append(sentence)
-        start = match.end()
-    return sentences, text[start:]
 
 
 def split_words(text: str) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Voices cloned from a short recording: a WAV sample in the voices folder (`--data-dir`/voices
 by default) becomes a voice of the CPU profile's Pocket TTS under its file name. A sample must
 be a PCM WAV file of 1 to 30 seconds holding at least half a second of speech (Silero VAD);
-anything else is refused with the reason, when the voice is listed and when it is asked for."""
+anything else is listed like the others but refused, with the reason, when it is asked for."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import soxr
 
 from .audio import AudioFormatError, check_format, pcm_to_float
 from .engines.tts import UnknownVoiceError
-from .vad import VAD_RATE, SileroVad
+from .vad import CHUNK, VAD_RATE, SileroVad
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 30.0
@@ -43,7 +43,7 @@ def load_voice_sample(path: Path) -> np.ndarray:
         raise VoiceSampleError(f"voice sample {name} is too long: {seconds:.1f} s, at most {MAX_SECONDS:.0f} s")
     vad = SileroVad()
     vad.process(np.asarray(soxr.resample(samples, rate, VAD_RATE), dtype=np.float32))
-    speech = vad.speech_windows * 512 / VAD_RATE
+    speech = vad.speech_windows * CHUNK / VAD_RATE
     if speech < MIN_SPEECH_SECONDS:
         raise VoiceSampleError(f"voice sample {name} holds no speech ({speech:.1f} s found, "
                                f"at least {MIN_SPEECH_SECONDS} s needed)")

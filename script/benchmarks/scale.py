@@ -42,6 +42,7 @@ MIB = 1 << 20
 SPEC_PLAN_GB = {"card": 32, "moshi": 8, "llm": 20, "overhead": 4}  # the spec's 32 GB card
 LLM_8B_Q4_GB = 5.5  # qwen3:8b in Ollama (its own process, not measured here)
 POCKET_FRAMES = 63  # 5.04 s of speech per Pocket TTS run
+POCKET_TEXT = "Turn on the kitchen light please, and set the thermostat to twenty degrees."  # one sentence
 
 
 def _mib(size: float | None) -> str:
@@ -292,7 +293,8 @@ class Bench:
                 if not graphs and rows >= 16:  # graphs off: the small batches tell the overhead
                     break
         if kind in ("stt", "stt-2.6b", "moshi"):
-            self.results["realtime_streams"][kind] = _realtime(self.results["steps"], kind, self.cuda)
+            self.results["realtime_streams"][kind] = _largest_realtime(self.results["steps"], kind,
+                                                                       True if self.cuda else None)
         if kind == "moshi":  # Moshi speaking written words reads each step's text mid-step
             for rows in sorted({1, self.results["realtime_streams"][kind] or 1}):
                 row = await self.measure(kind, loaded, rows, self.cuda, voice, writing=True)
@@ -311,9 +313,10 @@ class Bench:
                 return
             engine = self.engine("tts", loaded, rows, Recorder())
             try:
-                cold = await _first_frame(engine, voice, time.perf_counter())
+                cold, _ = await _synthesis(engine, voice, time.perf_counter())
                 started = time.perf_counter()
-                waits = await asyncio.gather(*(_first_frame(engine, voice, started) for _ in range(concurrent)))
+                runs = await asyncio.gather(*(_synthesis(engine, voice, started) for _ in range(concurrent)))
+                waits = [first for first, _ in runs]
             finally:
                 await self.close(engine)
                 self.stop_streaming(loaded)
@@ -377,7 +380,7 @@ class Bench:
                 except Exception as err:  # noqa: BLE001
                     self.skip("tts first audio", f"{type(err).__name__}: {str(err)[:200]}")
             if self.cuda and self.args.profile:
-                for rows in (1, _largest_realtime(self.results["steps"], kind) or 1):
+                for rows in (1, _largest_realtime(self.results["steps"], kind, graphs=True) or 1):
                     with contextlib.suppress(Exception):
                         await self.profile(kind, loaded, rows, voice)
             del loaded
@@ -490,7 +493,7 @@ class Bench:
             for precision, model in models.items():
                 pocket = PocketSpeech(model, 1, ThreadPoolExecutor(1), sample.parent, load_voice_sample)
                 await pocket.check_voice(sample.stem)  # the cloned voice's conditioning, computed once
-                first, total = await _pocket_run(pocket, sample.stem)
+                first, total = await _synthesis(pocket, sample.stem, time.perf_counter(), POCKET_TEXT, whole=True)
                 seconds = POCKET_FRAMES * FRAME_SECONDS
                 row = {"engine": f"pocket tts {precision} ({self.args.sizes})", "threads": threads,
                        "first_audio_ms": first * 1e3, "seconds": total, "audio_seconds": seconds, "rtf": total / seconds}
@@ -499,21 +502,6 @@ class Bench:
                       f"{seconds:.2f} s of audio in {total:.2f} s (RTF {row['rtf']:.2f})", flush=True)
                 self.save()
         torch.set_num_threads(1)
-
-
-async def _pocket_run(engine: Any, voice: str) -> tuple[float, float]:
-    """(first frame, all frames) seconds of one synthesis."""
-    started = time.perf_counter()
-    stream = await engine.open(voice)
-    first = 0.0
-    try:
-        stream.add_text("Turn on the kitchen light please, and set the thermostat to twenty degrees.")
-        stream.end_text()
-        async for _ in stream.audio():
-            first = first or time.perf_counter() - started
-    finally:
-        await stream.close()
-    return first, time.perf_counter() - started
 
 
 def _cpu_model() -> str:
@@ -538,16 +526,24 @@ async def _take(items: Any, count: int) -> None:
             return
 
 
-async def _first_frame(engine: Any, voice: str, started: float) -> float:
+async def _synthesis(engine: Any, voice: str, started: float, text: str = TTS_TEXT,
+                     whole: bool = False) -> tuple[float, float]:
+    """Seconds since `started` to one synthesis's first frame and to its last frame read (only
+    the first unless `whole`)."""
     stream = await engine.open(voice)
+    first = 0.0
     try:
-        stream.add_text(TTS_TEXT)
+        stream.add_text(text)
         stream.end_text()
         async for _ in stream.audio():
-            return time.perf_counter() - started
-        raise RuntimeError("the synthesis ended without audio")
+            first = first or time.perf_counter() - started
+            if not whole:
+                break
     finally:
         await stream.close()
+    if not first:
+        raise RuntimeError("the synthesis ended without audio")
+    return first, time.perf_counter() - started
 
 
 def _int8(lm: Any) -> Any:
@@ -583,12 +579,9 @@ def _cpu_step(stack: Any, steps: int) -> dict[str, float]:
     return {"mimi_ms": mimi_ms, "lm_ms": lm_ms, "rtf": (mimi_ms + lm_ms) / (FRAME_SECONDS * 1e3)}
 
 
-def _realtime(steps: list[dict[str, Any]], kind: str, cuda: bool) -> int | None:
-    """The largest measured batch whose scheduler period stays under one frame."""
-    return _largest_realtime(steps, kind, graphs=True if cuda else None)
-
-
-def _largest_realtime(steps: list[dict[str, Any]], kind: str, graphs: bool | None = True) -> int | None:
+def _largest_realtime(steps: list[dict[str, Any]], kind: str, graphs: bool | None) -> int | None:
+    """The largest measured batch of `kind` whose scheduler period stays under one frame
+    (`graphs`: with CUDA graphs on / off; None on a CPU)."""
     fits = [r["batch"] for r in steps if r["engine"] == kind and r.get("cuda_graphs") == graphs
             and "rtf" in r and r["rtf"] <= 1.0]
     return max(fits) if fits else None

@@ -11,7 +11,6 @@ once and kept.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 import warnings
@@ -23,23 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..language import split_sentences
 from .batching import RowEngine, StepObserver
 from .tts import UnknownVoiceError
 
 FRAME_SIZE = RowEngine.frame_size
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n+")
-
 SampleLoader = Callable[[Path], np.ndarray]  # a voice sample → float32 mono 24 kHz (or an error)
-
-
-def _sentences(text: str) -> tuple[list[str], str]:
-    """Complete sentences in `text` and the unfinished rest."""
-    done, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        if sentence := text[start:match.end()].strip():
-            done.append(sentence)
-        start = match.end()
-    return done, text[start:]
 
 
 class PocketStream:
@@ -55,11 +43,10 @@ class PocketStream:
         self._task = asyncio.create_task(self._speak(), name="pocket tts stream")
         self._ended = False
         self._closed = False
-        self.done = False
 
     def add_text(self, text: str) -> None:
         """Append text; each sentence is spoken once it is complete."""
-        done, self._text = _sentences(self._text + text + " ")
+        done, self._text = split_sentences(self._text + text + " ")
         for sentence in done:
             self._sentences.put_nowait(sentence)
 
@@ -93,7 +80,6 @@ class PocketStream:
         except Exception as err:  # noqa: BLE001 - the reader gets it, the engine keeps serving
             self._frames.put_nowait(RuntimeError(f"tts synthesis failed: {err}"))
         finally:
-            self.done = True
             self._frames.put_nowait(None)
 
     async def close(self) -> None:
@@ -111,8 +97,6 @@ class PocketStream:
 
 class PocketSpeech(RowEngine):
     """A Pocket TTS model serving `capacity` syntheses at a time, one per thread."""
-
-    voice_suffix = ".wav"
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor, voices_dir: Path | None,
@@ -183,7 +167,6 @@ class PocketSpeech(RowEngine):
                     started = now
         if rest.size and not stop.is_set():
             put(np.pad(rest, (0, FRAME_SIZE - rest.size)))
-
 
 
 POCKET_LANGUAGES = {"english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it",

@@ -122,7 +122,6 @@ class WhisperSpeechToText(RowEngine):
         super().__init__(model, capacity, executor, on_step)
         self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
-        self.transcriptions = 0  # model runs, prepared ones included
         self._on_step = on_step
 
     async def open(self) -> WhisperStream:
@@ -131,7 +130,6 @@ class WhisperSpeechToText(RowEngine):
     def transcribe(self, audio: np.ndarray) -> str:
         """The text of 24 kHz float32 audio (model thread)."""
         started = time.perf_counter()
-        self.transcriptions += 1
         samples = soxr.resample(audio, self.sample_rate, WHISPER_RATE).astype(np.float32)
         segments, _ = self.model.transcribe(
             samples, language=self.language, beam_size=1, vad_filter=False, without_timestamps=True,
