@@ -13,7 +13,7 @@ import asyncio
 from example_args import config, parser
 
 from wyoming_coda import VoiceManager
-from wyoming_coda.hybrid import TextDelta, ToolCalled, TurnDone
+from wyoming_coda.turn.events import TextDelta, ToolCalled, TurnDone
 
 
 async def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from example_args import config, parser
 
 from wyoming_coda import VoiceManager
-from wyoming_coda.speech import read_wav_bytes, wav_bytes
+from wyoming_coda.audio import read_wav_bytes, wav_bytes
 
 
 async def microphone(path: Path, silence_s: float = 1.5) -> AsyncIterator[bytes]:

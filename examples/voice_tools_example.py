@@ -16,7 +16,7 @@ from typing import Any
 from example_args import config, parser
 
 from wyoming_coda import VoiceManager
-from wyoming_coda.hybrid import TurnDone
+from wyoming_coda.turn.events import TurnDone
 
 
 class Sprinklers:

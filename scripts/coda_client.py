@@ -19,7 +19,7 @@ from wyoming.client import AsyncClient
 from wyoming.event import Event
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from wyoming_coda.speech import AudioFormatError, read_wav_bytes, wav_bytes
+from wyoming_coda.audio import AudioFormatError, read_wav_bytes, wav_bytes
 
 DEFAULT_URI = "tcp://127.0.0.1:10300"
 DEFAULT_HTTP_PORT = 10301

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import coda_client as coda
 
-from wyoming_coda.speech import wav_bytes
+from wyoming_coda.audio import wav_bytes
 
 
 def record(seconds: float, rate: int = 16000) -> bytes:

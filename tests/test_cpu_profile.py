@@ -21,7 +21,7 @@ from tests.test_tts import FRAME_BYTES, audio_blocks
 from tests.tinykit import write_pocket_config
 from tests.wyoming_io import transcribe
 from wyoming_coda.config import ConfigError, VoiceConfig
-from wyoming_coda.voices import VoiceSampleError, load_voice_sample
+from wyoming_coda.speak.voices import VoiceSampleError, load_voice_sample
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -157,8 +157,9 @@ async def test_whisper_transcribes_during_the_end_of_turn_silence(tmp_path: Path
         stream.feed(speech)
         before = len(runs)
         stream.prepare()
-        while len(runs) == before:  # the prepared transcription has run
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):
+            while len(runs) == before:  # the prepared transcription has run
+                await asyncio.sleep(0.01)
         stream.feed(after_prepare)
         stream.finish(trailing_silence)
         (output,) = [o async for o in stream.outputs()]

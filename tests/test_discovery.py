@@ -8,7 +8,7 @@ import asyncio
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from wyoming_coda.discovery import SERVICE_TYPE
+from wyoming_coda.wyoming.discovery import SERVICE_TYPE
 
 
 async def test_advertised_and_unregistered(start_server) -> None:

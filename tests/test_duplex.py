@@ -176,9 +176,8 @@ async def test_events_websocket(duplex_server: ServerProcess, speech_dir: Path) 
     async with aiohttp.ClientSession() as http, http.ws_connect(url + "?metrics_interval=0.3") as plain, \
             http.ws_connect(url + "?audio=1&metrics_interval=0") as with_audio:
         await session(duplex_server, speech_24k(speech_dir / "s0.wav")[: FRAME * 12])
-        await asyncio.sleep(0.5)
         events = []
-        while not any(e["event_type"] == "metrics" for e in events):
+        while not {"metrics", "audio_chunk"} <= {e["event_type"] for e in events}:
             events.append(json.loads((await plain.receive(timeout=5)).data))
         audio_events = []
         while len(audio_events) < 3:

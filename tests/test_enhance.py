@@ -7,7 +7,7 @@ import numpy as np
 import soxr
 
 from wyoming_coda.config import AudioConfig, VoiceConfig
-from wyoming_coda.enhance import RATE, Enhancer
+from wyoming_coda.listen.enhance import RATE, Enhancer
 
 
 def power(x: np.ndarray) -> float:
@@ -42,7 +42,7 @@ def test_noise_is_suppressed() -> None:
 
 
 def test_stages_follow_the_config() -> None:
-    from wyoming_coda.frontend import AudioFrontEnd
+    from wyoming_coda.listen.frontend import AudioFrontEnd
 
     off = AudioConfig(noise_reduction=False, auto_gain_control=False, echo_cancellation=False, vad_enabled=False)
     assert AudioFrontEnd.from_config(off, 24000, duplex=True).enhancer is None

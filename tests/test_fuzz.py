@@ -18,7 +18,7 @@ from wyoming.info import Describe
 from wyoming.ping import Ping
 
 from tests.serverproc import ServerProcess
-from wyoming_coda.protocol import MAX_DATA_BYTES, ProtocolError, read_event
+from wyoming_coda.wyoming.protocol import MAX_DATA_BYTES, ProtocolError, read_event
 
 EVENT_TYPES = ["transcribe", "audio-start", "audio-chunk", "audio-stop", "synthesize", "synthesize-start",
                "synthesize-chunk", "synthesize-stop", "transcript", "coda-tool-result", "describe", "ping",

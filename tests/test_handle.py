@@ -178,7 +178,6 @@ async def test_llm_server_killed_mid_turn_and_back(start_server, ollama: OllamaD
             if event.type in ("handled", "not-handled"):
                 break
     assert events[-1].type == "not-handled" and "Sorry" in events[-1].data["text"]
-    await asyncio.sleep(2)
     await ollama.start(ollama.port)  # back, on the same address
     ollama.script = [Reply(text="I am back.")]
     events = await handle_turn(server, "are you there")
@@ -266,8 +265,9 @@ async def test_idle_conversations_end(start_server, ollama: OllamaDouble, tmp_pa
     server = start_server("--llm-url", ollama.url, "--config", cfg)
     await handle_turn(server, "hello", context={"conversation_id": "idle-1"})
     assert server.http_get("/api/analytics")[1]["active_conversations"] == 1
-    await asyncio.sleep(1.5)
-    data = server.http_get("/api/analytics")[1]
+    async with asyncio.timeout(10):  # the idle timeout is 1 s
+        while (data := server.http_get("/api/analytics")[1])["active_conversations"]:
+            await asyncio.sleep(0.1)
     assert (data["active_conversations"], data["total_conversations"]) == (0, 1)
 
 

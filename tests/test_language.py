@@ -5,6 +5,7 @@ and a synthesis that names no voice speaks with the voice of its text's language
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -35,11 +36,24 @@ async def test_a_french_turn_is_answered_in_french(start_server, ollama: OllamaD
     assert events[-1].data["context"]["language"] == "en"
 
 
+async def _subscribed(http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                      server: ServerProcess) -> None:
+    """Wait until the events socket receives events: erasing an unknown user's memory publishes
+    one (repeated until it arrives, since the server subscribes the socket after its handshake)."""
+    async with asyncio.timeout(10):
+        while True:
+            async with http.delete(f"http://127.0.0.1:{server.http_port}/api/memory/events-probe"):
+                pass
+            with contextlib.suppress(TimeoutError):
+                if json.loads((await ws.receive(timeout=0.5)).data)["event_type"] == "memory_forgotten":
+                    return
+
+
 async def _syntheses(server: ServerProcess, requests: list[list[Any]]) -> list[dict]:
     """The `synthesis` events (voice and language of each TTS row) of these requests."""
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/events?metrics_interval=0") as ws:
-        await asyncio.sleep(0.2)
+        await _subscribed(http, ws, server)
         for events in requests:
             until = "synthesize-stopped" if events[0].type == "synthesize-start" else "audio-stop"
             await exchange(server, events, until=until)

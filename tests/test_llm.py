@@ -10,12 +10,7 @@ import pytest_asyncio
 
 from tests.serverproc import free_port
 from wyoming_coda.config import ExternalLLMConfig
-from wyoming_coda.llm.base import (
-    LLMChunk,
-    LLMError,
-    parse_text_tool_calls,
-    with_text_tool_calls,
-)
+from wyoming_coda.llm.base import LLMChunk, LLMError, parse_text_tool_calls, with_text_tool_calls
 from wyoming_coda.llm.llamacpp import LlamaCppBackend
 from wyoming_coda.llm.openai import OpenAIBackend
 
@@ -110,7 +105,7 @@ async def test_json_text_is_held_back_but_prose_streams() -> None:
 
 async def test_client_tool_calls_keep_the_llm_history_id() -> None:
     from wyoming_coda.llm.base import ToolCall, to_wire, tool_schema
-    from wyoming_coda.tools import RemoteTools, Toolbox
+    from wyoming_coda.turn.tools import RemoteTools, Toolbox
 
     seen: list[ToolCall] = []
 

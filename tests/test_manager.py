@@ -14,13 +14,7 @@ from tests.ollama_double import OllamaDouble, Reply
 
 @pytest.fixture
 async def voice_manager(tiny_hub, ollama: OllamaDouble, tmp_path: Path):
-    from wyoming_coda import (
-        ExternalLLMConfig,
-        MoshiConfig,
-        ServerConfig,
-        VoiceConfig,
-        VoiceManager,
-    )
+    from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
 
     # The spec's Quick Start, with the device and data directory of a test machine.
     config = VoiceConfig(
@@ -94,8 +88,8 @@ async def test_analytics_and_events(voice_manager, ollama: OllamaDouble, speech_
 
 
 async def test_custom_tool_manager(voice_manager, ollama: OllamaDouble) -> None:
-    from wyoming_coda.hybrid import ToolAnswered, TurnDone
     from wyoming_coda.llm.base import tool_schema
+    from wyoming_coda.turn.events import ToolAnswered, TurnDone
 
     class Garden:
         def schemas(self):
@@ -114,7 +108,7 @@ async def test_custom_tool_manager(voice_manager, ollama: OllamaDouble) -> None:
 
 
 async def test_barge_in_cancels_the_turn(voice_manager, ollama: OllamaDouble) -> None:
-    from wyoming_coda.hybrid import AudioOut
+    from wyoming_coda.turn.events import AudioOut
 
     ollama.script = [Reply(text="one two three four five six seven eight nine ten. " * 4, delay=0.02)]
     conversation_id = await voice_manager.start_conversation()
@@ -134,7 +128,7 @@ async def test_voice_api_audio_formats(voice_manager, ollama: OllamaDouble, spee
     import soxr
     import sphn
 
-    from wyoming_coda.speech import read_wav_bytes
+    from wyoming_coda.audio import read_wav_bytes
 
     pcm, rate, _, _ = read_wav_bytes((speech_dir / "s0.wav").read_bytes())
     mono = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
@@ -159,7 +153,7 @@ async def test_voice_api_audio_formats(voice_manager, ollama: OllamaDouble, spee
 
 
 async def test_answer_spoken_after_the_llm_without_parallel_processing(voice_manager, ollama: OllamaDouble) -> None:
-    from wyoming_coda.hybrid import AudioOut, TextDelta
+    from wyoming_coda.turn.events import AudioOut, TextDelta
 
     voice_manager.config.external_llm.parallel_processing = False
     ollama.script = [Reply(text="One. Two. Three. Four.", delay=0.05)]
@@ -176,8 +170,9 @@ async def test_answer_spoken_after_the_llm_without_parallel_processing(voice_man
 async def test_words_before_a_tool_call(voice_manager, ollama: OllamaDouble, during_speech: bool,
                                         spoken: str) -> None:
     """With `tool_calling_during_speech` off, a round that ends in a tool call is not spoken."""
-    from wyoming_coda.hybrid import TurnDone, TurnRequest, run_turn
-    from wyoming_coda.tools import LocalTools, Toolbox
+    from wyoming_coda.turn.events import TurnDone
+    from wyoming_coda.turn.llm_rounds import TurnRequest, run_turn
+    from wyoming_coda.turn.tools import LocalTools, Toolbox
 
     ollama.script = [Reply(text="Let me check. ", tool_calls=[("get_current_time", {})]),
                      Reply(text="It is sunny.")]
@@ -191,7 +186,7 @@ async def test_words_before_a_tool_call(voice_manager, ollama: OllamaDouble, dur
 
 async def test_fallback_answer_is_spoken_and_gives_its_row_back(voice_manager, ollama: OllamaDouble) -> None:
     """Adaptive mode right after an LLM failure: an immediate spoken apology, no LLM request."""
-    from wyoming_coda.hybrid import AudioOut, TextDelta, TurnDone
+    from wyoming_coda.turn.events import AudioOut, TextDelta, TurnDone
 
     voice_manager.config.mode = "adaptive"
     voice_manager.turns.health.failed()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_coda.conversation import route_turn
-from wyoming_coda.memory import MemoryStore, extract_facts
 from wyoming_coda.personality import Personality, PersonalityStore
+from wyoming_coda.turn.memory import MemoryStore, extract_facts
+from wyoming_coda.turn.routing import route_turn
 
 
 def test_fact_extraction() -> None:
@@ -125,9 +125,9 @@ def test_instructions_to_the_assistant_do(tmp_path: Path) -> None:
 
 
 def test_conversations_of_clients_that_never_say_goodbye_are_bounded() -> None:
-    from wyoming_coda.conversation import MAX_EXPIRING, Conversations
     from wyoming_coda.events import EventBus
     from wyoming_coda.metrics import Metrics
+    from wyoming_coda.turn.conversation import MAX_EXPIRING, Conversations
 
     conversations = Conversations(Metrics(), EventBus())
     kept = conversations.start("kept", "u", None, None)  # a session that ends itself: never evicted

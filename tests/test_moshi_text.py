@@ -19,9 +19,9 @@ FRAME = 1920
 
 @pytest.fixture
 async def engine(tiny_hub):
-    from wyoming_coda.checkpoints import resolve_checkpoint
     from wyoming_coda.engines.lm import LMStack
     from wyoming_coda.engines.moshi import MoshiEngine
+    from wyoming_coda.models.checkpoints import resolve_checkpoint
 
     stack = LMStack.load(resolve_checkpoint("kyutai/moshika-pytorch-bf16", "moshi"), "cpu", torch.float32)
     engine = MoshiEngine(stack, 2, ThreadPoolExecutor(1))
@@ -94,7 +94,8 @@ async def test_llm_answers_in_moshis_voice(tiny_hub, ollama, tmp_path: Path) -> 
     tool call), whose words Moshi then says; what Moshi said before is in the LLM's history."""
     from tests.ollama_double import Reply
     from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
-    from wyoming_coda.moshihybrid import DuplexHybrid
+    from wyoming_coda.duplex.messages import ServerEvent
+    from wyoming_coda.duplex.router import DuplexRouter
 
     manager = VoiceManager(VoiceConfig(
         device="cpu", moshi=MoshiConfig(duplex=True), external_llm=ExternalLLMConfig(url=ollama.url),
@@ -103,12 +104,12 @@ async def test_llm_answers_in_moshis_voice(tiny_hub, ollama, tmp_path: Path) -> 
     session = await manager.open_duplex()
     notes: list[dict] = []
 
-    async def notify(event: dict) -> None:
-        notes.append(event)
+    async def notify(event: ServerEvent) -> None:
+        notes.append(event.fields())
 
     try:
         conversation_id = await manager.start_conversation(user_id="duplex")
-        hybrid = DuplexHybrid(manager, session, conversation_id, notify)
+        hybrid = DuplexRouter(manager.turns, manager.conversations, manager.homes, session, conversation_id, notify)
         reader = session.outputs()
         silence = np.zeros(FRAME, dtype=np.float32)
 
@@ -151,7 +152,7 @@ async def test_moshirag_trigger_sends_the_question_to_the_llm(tiny_hub, ollama, 
     model being random) sends what the user said to the LLM, whose answer Moshi then says."""
     from tests.ollama_double import Reply
     from wyoming_coda import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
-    from wyoming_coda.moshihybrid import DuplexHybrid
+    from wyoming_coda.duplex.router import DuplexRouter
 
     manager = VoiceManager(VoiceConfig(
         device="cpu", moshi=MoshiConfig(duplex=True, model_path="kyutai/moshika-rag-pytorch-bf16"),
@@ -170,7 +171,8 @@ async def test_moshirag_trigger_sends_the_question_to_the_llm(tiny_hub, ollama, 
     engine._lm_gen.on_text_logits_hook = trigger_now
     try:
         conversation_id = await manager.start_conversation(user_id="duplex")
-        hybrid = DuplexHybrid(manager, session, conversation_id, notify=lambda _e: asyncio.sleep(0))
+        hybrid = DuplexRouter(manager.turns, manager.conversations, manager.homes, session, conversation_id,
+                              notify=lambda _e: asyncio.sleep(0))
         reader = session.outputs()
         silence = np.zeros(FRAME, dtype=np.float32)
         hybrid.user_words(" what is the capital of france")
@@ -201,8 +203,8 @@ async def test_moshirag_trigger_sends_the_question_to_the_llm(tiny_hub, ollama, 
 def test_a_moshirag_reference_stream_needs_the_moshi_rag_build(tiny_hub) -> None:
     import dataclasses
 
-    from wyoming_coda.checkpoints import resolve_checkpoint
     from wyoming_coda.engines.moshi_compat import UnsupportedCheckpointError, retrieval_trigger
+    from wyoming_coda.models.checkpoints import resolve_checkpoint
 
     info = resolve_checkpoint("kyutai/moshika-rag-pytorch-bf16", "moshi")
     real = dataclasses.replace(info, lm_config={**info.lm_config, "conditioners": {

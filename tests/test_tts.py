@@ -17,7 +17,7 @@ from wyoming.tts import (
 )
 
 from tests.serverproc import ServerProcess, exchange
-from wyoming_coda.speaking import split_sentences
+from wyoming_coda.speak.pipeline import split_sentences
 
 FRAME_BYTES = 1920 * 2  # 80 ms of 24 kHz s16le mono
 
@@ -156,9 +156,9 @@ async def test_a_stream_waiting_for_text_does_not_speak(tiny_hub) -> None:
 
     import torch
 
-    from wyoming_coda.checkpoints import resolve_checkpoint
     from wyoming_coda.engines.moshi_compat import load_tts_model
     from wyoming_coda.engines.tts import TextToSpeech
+    from wyoming_coda.models.checkpoints import resolve_checkpoint
 
     model = load_tts_model(resolve_checkpoint("kyutai/tts-1.6b-en_fr", "tts"), "cpu", torch.float32, "kyutai/tts-voices")
     engine = TextToSpeech(model, 2, ThreadPoolExecutor(1))

@@ -132,7 +132,11 @@ async def _show(browser: Browser, url: str | None, wait_for: str, timeout: float
                 "shadow: ha && ha.shadowRoot && ha.shadowRoot.innerHTML.slice(0, 400)}) })()")
             raise AssertionError(f"{url}: the page never showed what was expected: {state}")
         await asyncio.sleep(0.3)
-    await asyncio.sleep(2)  # let the page finish rendering
+    # rendered: the page's text and fonts stay the same for a second
+    shown, rendered = None, f"{PAGE_TEXT} + document.fonts.status"
+    while (now := await browser.evaluate(rendered)) != shown and time.monotonic() < deadline + 10:
+        shown = now
+        await asyncio.sleep(1.0)
 
 
 async def _template(session: aiohttp.ClientSession, url: str, headers: dict[str, str], template: str) -> str:

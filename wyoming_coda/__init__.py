@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(config, name)
     if name in _MANAGER_NAMES:
-        from . import manager
+        from .voiceapi import manager
 
         return getattr(manager, name)
     raise AttributeError(f"module 'wyoming_coda' has no attribute {name!r}")

@@ -14,15 +14,7 @@ from typing import Any
 import voluptuous as vol
 
 from . import __version__
-from .config import (
-    ConfigError,
-    Key,
-    VoiceConfig,
-    choices,
-    config_from_dict,
-    config_keys,
-    read_config_file,
-)
+from .config import ConfigError, Key, VoiceConfig, choices, config_from_dict, config_keys, read_config_file
 
 _LOGGER = logging.getLogger("wyoming_coda")
 

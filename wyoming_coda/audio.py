@@ -1,10 +1,20 @@
 """Audio format conversion: PCM of any width and channel count to float32 mono, resampling
-to the rate a model needs (soxr), and back to s16le."""
+to the rate a model needs (soxr), and back to s16le; WAV files and streams; the models' audio
+geometry."""
 
 from __future__ import annotations
 
+import io
+import wave
+
 import numpy as np
 import soxr
+
+# The speech models' audio geometry (Mimi, the codec under Kyutai STT, TTS and Moshi; Pocket TTS too):
+# 24 kHz mono, 80 ms frames. Every path that carries model audio uses these.
+SAMPLE_RATE = 24000
+FRAME_SIZE = 1920  # samples: 80 ms
+FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 
 MIN_RATE, MAX_RATE = 8000, 192000
 MAX_CHANNELS = 8
@@ -110,3 +120,66 @@ class Resampler:
         if stream is None:
             return np.zeros(0, dtype=np.float32)
         return np.asarray(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), dtype=np.float32)
+
+
+def read_wav_bytes(data: bytes) -> tuple[bytes, int, int, int]:
+    """(PCM frames, rate, width, channels) of a WAV file in memory."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            return wav.readframes(wav.getnframes()), wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
+    except (wave.Error, EOFError) as err:
+        raise AudioFormatError(f"not a PCM WAV file ({err})") from None
+
+
+def wav_bytes(pcm: bytes, rate: int, width: int = 2, channels: int = 1) -> bytes:
+    """A WAV file holding `pcm`."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()
+
+
+class WavStreamReader:
+    """Splits a byte stream that starts with a WAV header into PCM chunks and its format."""
+
+    MAX_HEADER = 1 << 16
+
+    def __init__(self) -> None:
+        self._head = b""
+        self.format: tuple[int, int, int] | None = None  # rate, width, channels
+
+    def push(self, data: bytes) -> bytes:
+        """PCM bytes in `data` (nothing until the header has been read)."""
+        if self.format is not None:
+            return data
+        self._head += data
+        if len(self._head) < 12:
+            return b""
+        if self._head[:4] != b"RIFF" or self._head[8:12] != b"WAVE":
+            raise AudioFormatError("audio stream does not start with a WAV header")
+        pos, fmt = 12, None
+        while pos + 8 <= len(self._head):
+            chunk_id, size = self._head[pos:pos + 4], int.from_bytes(self._head[pos + 4:pos + 8], "little")
+            if chunk_id == b"fmt ":
+                if pos + 8 + 16 > len(self._head):
+                    break
+                body = self._head[pos + 8:pos + 24]
+                if int.from_bytes(body[0:2], "little") != 1:
+                    raise AudioFormatError("only PCM WAV audio is supported")
+                channels = int.from_bytes(body[2:4], "little")
+                rate = int.from_bytes(body[4:8], "little")
+                width = int.from_bytes(body[14:16], "little") // 8
+                fmt = (rate, width, channels)
+            elif chunk_id == b"data":
+                if fmt is None:
+                    raise AudioFormatError("WAV data before its fmt chunk")
+                self.format = fmt
+                rest, self._head = self._head[pos + 8:], b""
+                return rest
+            pos += 8 + size + (size & 1)
+        if len(self._head) > self.MAX_HEADER:
+            raise AudioFormatError("WAV header too large")
+        return b""

@@ -11,20 +11,20 @@ from urllib.parse import urlparse
 from wyoming.info import Info
 from wyoming.server import AsyncEventHandler, AsyncServer
 
-from . import tls
 from .access import AllowList
-from .checkpoints import list_voices
 from .config import VoiceConfig
-from .discovery import Advertiser, host_addresses, server_id
-from .engines.pocket import PocketSpeech
-from .handler import CodaEventHandler, RefusedConnection
-from .http import HttpSide
-from .info import build_info
-from .manager import VoiceManager
-from .services import Connection, Service
-from .services.asr import AsrService
-from .services.handle import HandleService
-from .services.tts import TtsService
+from .duplex.session import DuplexParts
+from .http import tls
+from .http.app import HttpSide, SideParts
+from .models.registry import EngineRegistry
+from .voiceapi.manager import VoiceManager
+from .wyoming.asr import AsrService
+from .wyoming.connection import Connection, Service
+from .wyoming.discovery import Advertiser, host_addresses, server_id
+from .wyoming.handle import HandleService
+from .wyoming.handler import CodaEventHandler, RefusedConnection
+from .wyoming.info import build_info
+from .wyoming.tts import TtsService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,9 +32,10 @@ _LOGGER = logging.getLogger(__name__)
 class CodaServer:
     """Owns everything one server process runs; `run` blocks until `stop` is set."""
 
-    def __init__(self, config: VoiceConfig) -> None:
+    def __init__(self, config: VoiceConfig, engines: EngineRegistry | None = None) -> None:
+        """`engines`: the engine registry (default: the built-in engines)."""
         self.config = config
-        self.manager = VoiceManager(config)
+        self.manager = VoiceManager(config, engines)
         self.store = self.manager.store
         self.server_id = server_id(Path(config.server.data_dir))
         self.allow = AllowList(config.server.allow)
@@ -46,8 +47,7 @@ class CodaServer:
         if engine is None:
             return [self.config.tts.voice]
         if self._voices is None:
-            listed = engine.voices() if isinstance(engine, PocketSpeech) else list_voices(self.config.tts.voices,
-                                                                                         engine.voice_suffix)
+            listed = engine.voices()
             self._voices = sorted(set(listed) | {self.config.tts.voice})
         return self._voices
 
@@ -65,9 +65,21 @@ class CodaServer:
                                 metrics=self.manager.metrics)
 
     def make_services(self, connection: Connection) -> list[Service]:
-        """The per-connection services of a new client."""
-        return [AsrService(connection, self.manager), TtsService(connection, self.manager),
-                HandleService(connection, self.manager)]
+        """The per-connection services of a new client, each with the parts it uses."""
+        m = self.manager
+        return [
+            AsrService(connection, m.transcriber, m.metrics, m.events, self.config.stt.end_of_turn),
+            TtsService(connection, m.speaker, m.metrics, m.moshi.answers if m.moshi is not None else None),
+            HandleService(connection, m.turns, m.conversations, self.config.integration.conversation_timeout),
+        ]
+
+    def side_parts(self) -> SideParts:
+        """What the HTTP side port serves, duplex sessions included."""
+        m = self.manager
+        duplex = DuplexParts(m.store, m.transcriber, m.turns, m.conversations, m.homes, m.timers, m.metrics,
+                             m.events, self.config.moshi.target_latency_ms)
+        return SideParts(m.store, m.analytics, m.metrics, m.events, m.homes, m.memory, duplex,
+                         self.config.integration.websocket_events)
 
     def _https(self) -> tuple[int, ssl.SSLContext] | None:
         """The HTTPS port and its TLS context, when a certificate is given or self-signed."""
@@ -88,7 +100,7 @@ class CodaServer:
         wyoming = AsyncServer.from_uri(server_config.uri)
         https = await asyncio.to_thread(self._https)
         http = (
-            HttpSide(self.manager, self.server_id, server_config.http_host, server_config.http_port,
+            HttpSide(self.side_parts(), self.server_id, server_config.http_host, server_config.http_port,
                      server_config.http_token, https, self.allow)
             if server_config.http_port or https
             else None

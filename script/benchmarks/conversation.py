@@ -24,9 +24,9 @@ import torch
 from tests.speech import SENTENCES, make_speech, read_wav
 from tests.tinykit import build_tiny_hub
 from wyoming_coda.config import ExternalLLMConfig, ServerConfig, VoiceConfig
-from wyoming_coda.hybrid import AudioOut, TextDelta
-from wyoming_coda.manager import VoiceManager
-from wyoming_coda.speaking import Speech
+from wyoming_coda.speak.pipeline import SpeakingPipeline
+from wyoming_coda.turn.events import AudioOut, TextDelta
+from wyoming_coda.voiceapi.manager import VoiceManager
 
 torch.set_num_threads(1)
 
@@ -39,7 +39,7 @@ def smollm2() -> Path:
 
 async def llm_first_sentence(manager: VoiceManager, messages: list[dict]) -> float:
     """Seconds from the request to the first complete sentence, straight from the LLM."""
-    feeder = Speech(None)
+    feeder = SpeakingPipeline(None)
     start = time.perf_counter()
     async with contextlib.aclosing(manager.llm.chat(messages)) as stream:
         async for chunk in stream:
@@ -68,7 +68,7 @@ async def one_turn(manager: VoiceManager, wav: Path) -> dict[str, float]:
     stt = time.perf_counter() - end_of_speech
     text = heard or SENTENCES[0]
     messages = await manager.turn_messages(conversation_id, text)  # the turn's own prompt
-    first_audio, timings, feeder = None, {}, Speech(None)
+    first_audio, timings, feeder = None, {}, SpeakingPipeline(None)
     turn_start = time.perf_counter()
     async with contextlib.aclosing(manager.process_text(conversation_id, text, speak=True)) as turn:
         async for event in turn:
@@ -122,7 +122,7 @@ WORD_GAP = 0.04  # seconds between streamed words: a local LLM at about 25 token
 async def feeding_first_audio(manager: VoiceManager, feed: str) -> float:
     """Seconds from the first streamed word of an answer to its first audio, with the TTS fed
     `feed` ("words" or "sentences") while the rest of the answer still streams in."""
-    speech = Speech(lambda _text: manager.speaker.open_stream(), feed)
+    speech = SpeakingPipeline(lambda _text: manager.speaker.open_stream(), feed)
     await speech.start()  # the row is taken while the LLM thinks, as in a turn
     frames = speech.frames()
 

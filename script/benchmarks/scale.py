@@ -458,7 +458,7 @@ class Bench:
         from tests.speech import SENTENCES, make_speech
         from wyoming_coda.engines.pocket import PocketSpeech, load_pocket_model
         from wyoming_coda.engines.whisper import WhisperSpeechToText, load_whisper_model
-        from wyoming_coda.voices import load_voice_sample
+        from wyoming_coda.speak.voices import load_voice_sample
 
         if not self.args.threads or self.time_left() < 30:
             return

@@ -26,7 +26,7 @@ async def main_async(real: bool, device: str) -> None:
 
         build_tiny_hub(Path(tempfile.mkdtemp(prefix="coda-bench-")), Path(os.environ["HF_HUB_CACHE"]))
     from wyoming_coda.config import ServerConfig, VoiceConfig
-    from wyoming_coda.manager import VoiceManager
+    from wyoming_coda.voiceapi.manager import VoiceManager
 
     config = VoiceConfig(mode="adaptive", device=device, server=ServerConfig(data_dir=tempfile.mkdtemp()))
     manager = VoiceManager(config)

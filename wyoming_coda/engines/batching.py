@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..audio import FRAME_RATE, FRAME_SIZE, SAMPLE_RATE
+
 _LOGGER = logging.getLogger(__name__)
 
 In = TypeVar("In")
@@ -163,9 +165,10 @@ class RowEngine:
     """What the CPU profile's engines share: a model, `capacity` rows that each run one stream on
     a thread of the engine's executor, and Mimi's frame geometry at 24 kHz."""
 
-    sample_rate = 24000
-    frame_size = 1920  # 80 ms
-    frame_rate = 12.5
+    sample_rate = SAMPLE_RATE
+    frame_size = FRAME_SIZE  # 80 ms
+    frame_rate = FRAME_RATE
+    languages: list[str] | None = None  # the loaded model's, when it tells
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor, on_step: StepObserver | None = None,
@@ -233,6 +236,8 @@ class BatchedStream(ABC, Generic[Item]):
 
 class BatchedEngine:
     """What every engine shares: the codec's frame geometry, its thread and its scheduler."""
+
+    languages: list[str] | None = None  # Kyutai checkpoints: known from the repo, not the weights
 
     def __init__(
         self, name: str, mimi: Any, capacity: int, step: StepFn[Any, Any], executor: ThreadPoolExecutor,

@@ -11,7 +11,7 @@ the event loop only hands it new words and reads back whether the row waits for 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,10 +146,13 @@ class TextToSpeech(BatchedEngine):
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor,
-        on_step: StepObserver | None = None,
+        on_step: StepObserver | None = None, list_voices: Callable[[str], list[str]] | None = None,
     ) -> None:
+        """`list_voices(suffix)`: the voice names of the model's voice repository (file names
+        without `suffix`)."""
         super().__init__("tts", model.mimi, capacity, self._step, executor, on_step)
         self.model = model
+        self._list_voices = list_voices
         self.token_ids = model.machine.token_ids
         self.device = next(model.lm.parameters()).device
         self._voices: dict[str, _Voice] = {}
@@ -162,9 +165,9 @@ class TextToSpeech(BatchedEngine):
         # steps from a word entering the text stream to the end of its audio
         self.tail_steps = model.delay_steps + max(model.lm.delays) + model.final_padding
 
-    @property
-    def voice_suffix(self) -> str:
-        return str(self.model.voice_suffix)
+    def voices(self) -> list[str]:
+        """The voices of the voice repository."""
+        return self._list_voices(str(self.model.voice_suffix)) if self._list_voices is not None else []
 
     async def check_voice(self, voice: str) -> None:
         """Raise UnknownVoiceError unless `voice` can be used."""

@@ -1,0 +1,293 @@
+"""The HTTP side port (aiohttp): health, analytics JSON, Prometheus metrics, the events
+WebSocket, duplex Moshi sessions, the home link of the Coda integration and the memory it
+lets Home Assistant see and erase.
+
+With a token configured (`--http-token`), everything but `/healthz` needs
+`Authorization: Bearer <token>`: analytics carry transcripts' metadata that must not leak on a LAN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import ssl
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..access import AllowList
+from ..duplex.session import DuplexParts, duplex_ws
+from ..events import AUDIO_KEY, EventBus, MemoryForgotten, MetricsSnapshot
+from ..metrics import Metrics
+from ..models.store import ModelStore
+from ..turn.homelink import HomeLink, HomeLinks
+from ..turn.memory import MemoryStore
+from ..voiceapi.analytics import AnalyticsProvider
+
+_LOGGER = logging.getLogger(__name__)
+
+PARTS_KEY: web.AppKey[SideParts] = web.AppKey("coda_parts")
+SERVER_ID_KEY: web.AppKey[str] = web.AppKey("coda_server_id")
+SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
+SHUTDOWN_SECONDS = 5.0  # longest a request may hold up the server's exit
+HELLO_SECONDS = 10.0  # a home link must say who it is within this time
+OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class SideParts:
+    """What the side port serves: health, analytics and metrics, events, the home link, memory
+    and duplex sessions."""
+
+    store: ModelStore
+    analytics: AnalyticsProvider
+    metrics: Metrics
+    events: EventBus
+    homes: HomeLinks
+    memory: MemoryStore | None
+    duplex: DuplexParts
+    websocket_events: bool  # /api/events is served
+
+
+def _allow_middleware(allow: AllowList, metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not allow.allows(request.remote):
+            metrics.refused("http")
+            return web.Response(status=403, text="this client's network is not allowed (--allow)\n",
+                                headers={"Connection": "close"})
+        return await handler(request)
+
+    return check
+
+
+def _token_middleware(token: str) -> Middleware:
+    expected = f"Bearer {token}"
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            # browsers cannot set headers on a WebSocket: ?token= works as well
+            given = request.headers.get("Authorization") or f"Bearer {request.query.get('token', '')}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                         headers={"WWW-Authenticate": 'Bearer realm="coda"'})
+        return await handler(request)
+
+    return check
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when every model is loaded, 503 while loading or after a failed load."""
+    health = request.app[PARTS_KEY].store.health()
+    return web.json_response({**health, "server_id": request.app[SERVER_ID_KEY]},
+                             status=200 if health["ready"] else 503)
+
+
+async def analytics(request: web.Request) -> web.Response:
+    """`VoiceManager.get_analytics()` as JSON."""
+    data = await request.app[PARTS_KEY].analytics.analytics()
+    return web.json_response(data.as_dict())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the server's registry."""
+    parts = request.app[PARTS_KEY]
+    parts.analytics.refresh()
+    return web.Response(body=parts.metrics.prometheus(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    """`/api/events`: every voice event as a JSON message, plus a `metrics` snapshot every
+    `metrics_interval` seconds (default 5, 0 = none). `?audio=1` adds base64 audio to
+    `audio_chunk` events. Each subscriber has its own bounded queue: a slow one loses events."""
+    parts = request.app[PARTS_KEY]
+    include_audio = request.query.get("audio") == "1"
+    try:
+        interval = float(request.query.get("metrics_interval", "5"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="metrics_interval must be a number of seconds") from None
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
+    queue = parts.events.subscribe()
+
+    async def snapshots() -> None:
+        while interval > 0:
+            await asyncio.sleep(interval)
+            parts.events.publish(MetricsSnapshot((await parts.analytics.analytics()).as_dict()))
+
+    ticker = asyncio.create_task(snapshots())
+    reader = asyncio.create_task(ws.receive())  # ends when the client closes
+    try:
+        while not ws.closed:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await ws.send_json(_public(getter.result(), include_audio))
+    except ConnectionResetError:
+        pass
+    finally:
+        parts.events.unsubscribe(queue)
+        for task in (ticker, reader):
+            task.cancel()
+        await asyncio.gather(ticker, reader, return_exceptions=True)
+    return ws
+
+
+def _public(event: dict[str, Any], include_audio: bool) -> dict[str, Any]:
+    data = event["data"]
+    if AUDIO_KEY not in data:
+        return event
+    data = {k: v for k, v in data.items() if k != AUDIO_KEY}
+    if include_audio:
+        data["audio_b64"] = base64.b64encode(event["data"][AUDIO_KEY]).decode()
+    return {**event, "data": data}
+
+
+async def talk_page(request: web.Request) -> web.Response:
+    """The browser talk page: microphone in, Moshi out, both transcripts, latency."""
+    page = resources.files("wyoming_coda").joinpath("web/talk.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html")
+
+
+async def duplex(request: web.Request) -> web.WebSocketResponse:
+    return await duplex_ws(request, request.app[PARTS_KEY].duplex, request.app[SOCKETS_KEY].add)
+
+
+async def home(request: web.Request) -> web.WebSocketResponse:
+    """`/api/home`: the Coda integration's link (turn/homelink.py): it says hello, then answers the
+    server's context requests and tool calls for as long as it stays connected."""
+    parts = request.app[PARTS_KEY]
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
+    try:
+        hello = await ws.receive_json(timeout=HELLO_SECONDS)
+    except (TimeoutError, TypeError, ValueError):
+        hello = None
+    if not (isinstance(hello, dict) and hello.get("type") == "hello" and hello.get("name")):
+        await ws.send_json({"type": "error", "text": "the first message must be {\"type\": \"hello\", \"name\": ...}"})
+        await ws.close()
+        return ws
+    link = HomeLink(str(hello["name"]), str(hello.get("entry_id") or ""), ws.send_json)
+    parts.homes.add(link)
+    try:
+        await ws.send_json({"type": "welcome", "duplex": parts.homes.for_duplex() is link})
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(message.data)
+            except ValueError:
+                data = None
+            if not (isinstance(data, dict) and link.answered(data)):
+                await ws.send_json({"type": "error", "text": f"not an answer to a request: {message.data[:200]}"})
+    except ConnectionResetError:
+        pass
+    finally:
+        parts.homes.remove(link)
+    return ws
+
+
+def _memory(request: web.Request) -> MemoryStore:
+    store = request.app[PARTS_KEY].memory
+    if store is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "memory is off on this server (integration.memory_enabled)",
+                                                "code": "memory_off"}), content_type="application/json")
+    return store
+
+
+async def memory_users(request: web.Request) -> web.Response:
+    """`GET /api/memory`: whose memories are stored (facts and conversation turns per user)."""
+    return web.json_response({"users": await _memory(request).users()})
+
+
+async def memory_of(request: web.Request) -> web.Response:
+    """`GET /api/memory/{user_id}`: one user's facts (and how many conversation turns are kept)."""
+    data = await _memory(request).export(request.match_info["user_id"])
+    return web.json_response({**data, "turns": len(data["turns"])})
+
+
+async def forget(request: web.Request) -> web.Response:
+    """`DELETE /api/memory/{user_id}[/{memory_id}]`: forget one fact, or everything about the
+    user (facts and conversation turns)."""
+    user_id, memory = request.match_info["user_id"], request.match_info.get("memory_id")
+    memory_id = None if memory is None else int(memory)
+    forgotten = await _memory(request).forget(user_id, memory_id)
+    if memory_id is not None and not forgotten:
+        return web.json_response({"error": f"no memory {memory_id} of {user_id}", "code": "unknown_memory"},
+                                 status=404)
+    request.app[PARTS_KEY].events.publish(MemoryForgotten(user_id, memory_id, forgotten))
+    return web.json_response({"forgotten": forgotten})
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """On shutdown: tell every WebSocket client the server is going away, so none holds it up."""
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS_KEY]
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                           for ws in list(sockets)), return_exceptions=True)
+
+
+def create_app(
+    parts: SideParts, server_id: str, token: str | None, allow: AllowList | None = None
+) -> web.Application:
+    middlewares = [_allow_middleware(allow, parts.metrics)] if allow is not None else []
+    app = web.Application(middlewares=[*middlewares, *([_token_middleware(token)] if token else [])])
+    app[PARTS_KEY] = parts
+    app[SERVER_ID_KEY] = server_id
+    app[SOCKETS_KEY] = weakref.WeakSet()
+    app.on_shutdown.append(_close_websockets)  # type: ignore[arg-type]  # aiosignal 1.4's generics vs aiohttp 3.11
+    app.router.add_get("/", talk_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/analytics", analytics)
+    if parts.websocket_events:
+        app.router.add_get("/api/events", events)
+    app.router.add_get("/api/duplex", duplex)
+    app.router.add_get("/api/home", home)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/memory", memory_users)
+    app.router.add_get("/api/memory/{user_id}", memory_of)
+    app.router.add_delete("/api/memory/{user_id}", forget)
+    app.router.add_delete(r"/api/memory/{user_id}/{memory_id:\d+}", forget)
+    return app
+
+
+class HttpSide:
+    """Runs the aiohttp app on the side port, and on the HTTPS port when TLS is configured
+    (browsers give a page the microphone only on https or localhost)."""
+
+    def __init__(
+        self, parts: SideParts, server_id: str, host: str, port: int, token: str | None,
+        https: tuple[int, ssl.SSLContext] | None = None, allow: AllowList | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.https = https
+        self._runner = web.AppRunner(create_app(parts, server_id, token, allow), access_log=None,
+                                     shutdown_timeout=SHUTDOWN_SECONDS)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        if self.port:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+            _LOGGER.info("HTTP side port on http://%s:%s", self.host, self.port)
+        if self.https is not None:
+            port, context = self.https
+            await web.TCPSite(self._runner, self.host, port, ssl_context=context).start()
+            _LOGGER.info("HTTPS side port on https://%s:%s", self.host, port)
+
+    async def close(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,198 @@
+"""Tools the LLM can call: the spec's tool manager interface, the server's own local tools
+(time, date, timers) and tools whose calls are answered by the client (Home Assistant)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..events import EventBus, TimerRang
+from ..llm.base import ToolCall, tool_name, tool_schema
+
+
+class ToolManager(Protocol):
+    """What `VoiceManager.set_tool_manager` takes."""
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """OpenAI-style tool definitions."""
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Run a tool; the result is JSON-serialisable. Raise to report an error."""
+
+
+class ToolError(Exception):
+    """A tool failed; the message goes back to the LLM."""
+
+
+@dataclass
+class _Timer:
+    name: str
+    ends_at: float
+    task: asyncio.Task[None]
+
+
+TIMER_TOOLS = frozenset({"start_timer", "list_timers", "cancel_timer"})
+OnTimer = Callable[[str, str | None], Awaitable[None]]  # (timer name, conversation id) when it rings
+
+
+class LocalTools:
+    """Tools that need nothing but the server: current time and date, timers."""
+
+    def __init__(self, on_timer: OnTimer | None = None) -> None:
+        self._timers: dict[str, _Timer] = {}
+        self._on_timer = on_timer
+
+    def for_turn(self, conversation_id: str, timers: bool = True) -> ToolManager:
+        """These tools for one turn: its timers ring for its conversation; `timers` False
+        leaves them out (Home Assistant's own timers ring on the satellite)."""
+        return _TurnTools(self, conversation_id, timers)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [
+            tool_schema("get_current_time", "The current local time and date.", {"type": "object", "properties": {}}),
+            tool_schema(
+                "start_timer", "Start a named countdown timer.",
+                {"type": "object", "properties": {
+                    "name": {"type": "string", "description": "what the timer is for"},
+                    "seconds": {"type": "integer", "description": "duration in seconds"}},
+                 "required": ["seconds"]},
+            ),
+            tool_schema("list_timers", "The running timers and their remaining seconds.",
+                        {"type": "object", "properties": {}}),
+            tool_schema("cancel_timer", "Cancel a running timer by name.",
+                        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ]
+
+    async def call(self, name: str, arguments: dict[str, Any], conversation_id: str | None = None) -> Any:
+        if name == "get_current_time":
+            now = datetime.now().astimezone()
+            return {"time": now.strftime("%H:%M"), "date": now.strftime("%A %d %B %Y"), "timezone": str(now.tzinfo)}
+        if name == "start_timer":
+            return self._start_timer(str(arguments.get("name") or "timer"), arguments.get("seconds"), conversation_id)
+        if name == "list_timers":
+            clock = time.monotonic()
+            return {"timers": [{"name": t.name, "remaining_seconds": round(t.ends_at - clock)}
+                               for t in self._timers.values()]}
+        if name == "cancel_timer":
+            timer = self._timers.pop(str(arguments.get("name")), None)
+            if timer is None:
+                raise ToolError(f"no timer named {arguments.get('name')!r}")
+            timer.task.cancel()
+            return {"cancelled": timer.name}
+        raise ToolError(f"unknown tool {name!r}")
+
+    def _start_timer(self, name: str, seconds: Any, conversation_id: str | None) -> dict[str, Any]:
+        if not isinstance(seconds, int | float) or not 0 < seconds <= 86400:
+            raise ToolError("seconds must be a number between 1 and 86400")
+        if name in self._timers:
+            self._timers.pop(name).task.cancel()
+
+        async def ring() -> None:
+            await asyncio.sleep(seconds)
+            self._timers.pop(name, None)
+            if self._on_timer is not None:
+                await self._on_timer(name, conversation_id)
+
+        self._timers[name] = _Timer(name, time.monotonic() + seconds, asyncio.create_task(ring()))
+        return {"started": name, "seconds": seconds}
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.task.cancel()
+        self._timers.clear()
+
+
+class _TurnTools:
+    """LocalTools as one turn sees them (see `LocalTools.for_turn`)."""
+
+    def __init__(self, tools: LocalTools, conversation_id: str, timers: bool) -> None:
+        self._tools, self._conversation_id, self._timers = tools, conversation_id, timers
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [s for s in self._tools.schemas() if self._timers or tool_name(s) not in TIMER_TOOLS]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        if not self._timers and name in TIMER_TOOLS:
+            raise ToolError(f"unknown tool {name!r}")
+        return await self._tools.call(name, arguments, self._conversation_id)
+
+
+class RemoteTools:
+    """Tools described by the client, each call answered by the client (Home Assistant runs
+    them through its LLM API, so only exposed entities are reachable)."""
+
+    def __init__(self, schemas: list[dict[str, Any]], call: Callable[[ToolCall], Awaitable[Any]]) -> None:
+        self._schemas = schemas
+        self._call = call
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        return await self._call(ToolCall(name=name, arguments=arguments))
+
+    async def run(self, call: ToolCall) -> Any:
+        """Run a call the LLM made, under the id it has in the conversation history."""
+        return await self._call(call)
+
+
+class Toolbox:
+    """The tools of one turn: several managers behind one name space (first one wins)."""
+
+    def __init__(self, managers: list[ToolManager]) -> None:
+        self._owner: dict[str, ToolManager] = {}
+        self._schemas: list[dict[str, Any]] = []
+        for manager in managers:
+            for schema in manager.schemas():
+                name = tool_name(schema)
+                if name and name not in self._owner:
+                    self._owner[name] = manager
+                    self._schemas.append(schema)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    async def call(self, call: ToolCall) -> tuple[Any, str | None]:
+        """(result, error): errors are returned, not raised, so the LLM can react to them."""
+        manager = self._owner.get(call.name)
+        if manager is None:
+            return None, f"unknown tool {call.name!r}"
+        try:
+            if isinstance(manager, RemoteTools):  # the client sees the id the LLM history has
+                return await manager.run(call), None
+            return await manager.call(call.name, call.arguments), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any tool failure goes back to the LLM
+            return None, str(err) or type(err).__name__
+
+
+TimerListener = Callable[[str], Awaitable[None]]
+
+
+class TimerBells:
+    """Where a server timer rings: an event for every subscriber, and the listener of its
+    conversation when it has one (a duplex session says it in Moshi's voice)."""
+
+    def __init__(self, events: EventBus) -> None:
+        self._events = events
+        self._listeners: dict[str, TimerListener] = {}
+
+    async def ring(self, name: str, conversation_id: str | None) -> None:
+        self._events.publish(TimerRang(name, conversation_id))
+        listener = self._listeners.get(conversation_id or "")
+        if listener is not None:
+            await listener(name)
+
+    def listen(self, conversation_id: str, listener: TimerListener) -> Callable[[], None]:
+        """Call `listener(name)` when a timer of this conversation rings; returns the way to stop."""
+        self._listeners[conversation_id] = listener
+
+        def stop() -> None:
+            self._listeners.pop(conversation_id, None)
+
+        return stop

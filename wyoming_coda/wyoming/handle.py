@@ -1,0 +1,144 @@
+"""Wyoming `handle`: a conversation turn from the user's text, streamed back, with tool calls
+that the client answers (see docs/protocol.md).
+
+Client → server: `transcript` (text, language, context: conversation_id, user/device ids,
+optional `tools` and `extra_system_prompt`), later `coda-tool-result` for each tool call.
+Server → client: handled-start, handled-chunk*, coda-tool-call (only for the client's own
+tools), handled-stop, then `handled` (or `not-handled` when the turn failed) — a plain
+`handled` always ends the turn, since Home Assistant's wyoming client reads only that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from wyoming.asr import Transcript
+from wyoming.event import Event
+from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
+
+from ..llm.base import ToolCall
+from ..personality import Personality
+from ..turn.conversation import Conversations
+from ..turn.events import TextDelta, TurnDone
+from ..turn.runner import TurnOptions, TurnRunner
+from ..turn.tools import RemoteTools, ToolError
+from .connection import Connection
+
+_LOGGER = logging.getLogger(__name__)
+
+TOOL_CALL = "coda-tool-call"
+TOOL_RESULT = "coda-tool-result"
+TOOL_TIMEOUT = 30.0
+HOUSEHOLD = "household"  # memory and personality of turns without a Home Assistant user
+EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
+
+
+def _context_problem(context: Any) -> str | None:
+    """What is wrong with a transcript's context, or None."""
+    if not isinstance(context, dict):
+        return "context must be an object"
+    tools = context.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        return "context.tools must be a list of tool objects"
+    if not isinstance(context.get("memory", True), bool):
+        return "context.memory must be true or false"
+    personality = context.get("personality")
+    if personality is not None:
+        if not isinstance(personality, dict):
+            return "context.personality must be an object"
+        try:
+            Personality().overridden(personality)
+        except ValueError as err:
+            return f"context.{err}"
+    return None
+
+
+class HandleService:
+    """Conversation turns for one connection."""
+
+    def __init__(
+        self, connection: Connection, turns: TurnRunner, conversations: Conversations, idle_timeout: float,
+    ) -> None:
+        """`idle_timeout`: seconds after which a conversation without a turn ends (Home Assistant
+        never says goodbye)."""
+        self.connection = connection
+        self.turns = turns
+        self.conversations = conversations
+        self.idle_timeout = idle_timeout
+        self._turn: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[tuple[Any, str | None]]] = {}
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in EVENT_TYPES
+
+    async def handle(self, event: Event) -> None:
+        if event.type == TOOL_RESULT:
+            await self._tool_result(event.data)
+            return
+        transcript = Transcript.from_event(event)
+        context = transcript.context or {}
+        problem = _context_problem(context)
+        if problem:
+            await self.connection.send_error(f"transcript: {problem}", "malformed-event")
+            return
+        await self.close()  # a new request replaces (barge-in) the one in progress
+        self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
+
+    async def _tool_result(self, data: dict[str, Any]) -> None:
+        future = self._pending.pop(str(data.get("id")), None)
+        if future is None:
+            await self.connection.send_error(f"{TOOL_RESULT}: no tool call with id {data.get('id')!r}", "unknown-tool-call")
+            return
+        if not future.done():
+            error = data.get("error")
+            future.set_result((data.get("result"), str(error) if error else None))
+
+    async def _call_remote(self, call: ToolCall) -> Any:
+        future: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
+        self._pending[call.id] = future
+        await self.connection.write_event(
+            Event(TOOL_CALL, {"id": call.id, "name": call.name, "arguments": call.arguments})
+        )
+        try:
+            result, error = await asyncio.wait_for(future, TOOL_TIMEOUT)
+        except TimeoutError:
+            raise ToolError(f"the client did not answer tool call {call.name} in {TOOL_TIMEOUT:.0f} s") from None
+        finally:
+            self._pending.pop(call.id, None)
+        if error:
+            raise ToolError(error)
+        return result
+
+    async def _run(self, text: str, language: str | None, context: dict[str, Any]) -> None:
+        # the Home Assistant user's own memory and profile; satellites without a user share the household's
+        user_id = str(context.get("user_id") or HOUSEHOLD)
+        conversation_id = self.conversations.start(context.get("conversation_id"), user_id, language,
+                                                   self.idle_timeout)
+        out_context = {"conversation_id": conversation_id}
+        tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
+        await self.connection.write_event(HandledStart(context=out_context).event())
+        done: TurnDone | None = None
+        options = TurnOptions(tools=tools, extra_prompt=context.get("extra_system_prompt"), language=language,
+                              memory=context.get("memory", True), personality=context.get("personality"))
+        async for event in self.turns.answer(conversation_id, text, options):
+            if isinstance(event, TextDelta):
+                await self.connection.write_event(HandledChunk(text=event.text).event())
+            elif isinstance(event, TurnDone):
+                done = event
+        await self.connection.write_event(HandledStop().event())
+        if done is None or done.error:
+            await self.connection.write_event(NotHandled(text=done.text if done else None, context=out_context).event())
+        else:
+            answer = {**out_context, "language": done.language, "voice": done.voice}
+            await self.connection.write_event(Handled(text=done.text, context=answer).event())
+
+    async def close(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            await asyncio.gather(turn, return_exceptions=True)
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
