@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
@@ -19,6 +20,7 @@ from wyoming.client import AsyncClient
 from wyoming.event import Event
 from wyoming.tts import Synthesize, SynthesizeVoice
 
+from wyoming_coda.access import proof
 from wyoming_coda.audio import AudioFormatError, read_wav_bytes, wav_bytes
 
 DEFAULT_URI = "tcp://127.0.0.1:10300"
@@ -47,7 +49,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uri", default=DEFAULT_URI, help=f"the server's Wyoming URI (default {DEFAULT_URI})")
     parser.add_argument("--http-url", help=f"the server's HTTP side port (default: the --uri host, port "
                                            f"{DEFAULT_HTTP_PORT})")
-    parser.add_argument("--token", help="bearer token, when the server runs with --http-token")
+    parser.add_argument("--token", default=os.environ.get("CODA_TOKEN"),
+                        help="the server's token (default: $CODA_TOKEN; the server keeps it in its data directory, "
+                             "file http-token, unless it runs with --http-token)")
 
 
 def server_from(args: argparse.Namespace) -> Server:
@@ -126,12 +130,19 @@ async def converse(
     server: Server, text: str, context: dict[str, Any] | None = None, run_tool: ToolRunner | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> Answer:
-    """One turn on the `handle` service; tool calls the server asks for run in `run_tool`."""
+    """One turn on the `handle` service; tool calls the server asks for run in `run_tool`. With
+    the server's token the request is signed, as the Coda integration signs it (a user's memory
+    and personality; without it the server answers as to any Wyoming client)."""
     answer = Answer()
     client = await connect(server)
     start = time.monotonic()
+    context = dict(context or {})
+    if server.token:
+        stamp = str(time.time())
+        context |= {"proof_time": stamp, "proof": proof(server.token, stamp, text, str(context.get("user_id") or ""),
+                                                        str(context.get("conversation_id") or ""))}
     try:
-        await client.write_event(Transcript(text=text, context=context or {}).event())
+        await client.write_event(Transcript(text=text, context=context).event())
         while True:
             event = await _read(client)
             if event.type == "handled-chunk":

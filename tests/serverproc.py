@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 
@@ -68,12 +69,38 @@ class ServerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
 
+    @property
+    def token(self) -> str:
+        """The side port's token: the one given with --http-token, else the one the server made
+        in its data directory."""
+        if "--http-token" in self.args:
+            return self.args[self.args.index("--http-token") + 1]
+        data_dir = self.args[len(self.args) - 1 - self.args[::-1].index("--data-dir") + 1]  # the last one wins
+        path = Path(data_dir) / "http-token"
+        return path.read_text().strip() if path.is_file() else ""
+
+    def signed(self, text: str, context: dict | None) -> dict:
+        """`context` with the proof of the server's token a handle request carries to get a
+        user's memory and personality (as the Coda integration signs it)."""
+        from wyoming_coda.access import proof
+
+        context = dict(context or {})
+        stamp = str(time.time())
+        return {**context, "proof_time": stamp, "proof": proof(
+            self.token, stamp, text, str(context.get("user_id") or ""), str(context.get("conversation_id") or ""))}
+
+    def session(self) -> aiohttp.ClientSession:
+        """An HTTP client that shows the server's token (WebSockets included)."""
+        return aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"})
+
     def http_get(self, path: str, token: str | None = None) -> tuple[int | None, dict | None]:
         """(status, JSON body) of a GET on the side port; (None, None) when it does not answer."""
         status, body = self.http_fetch(path, token)
         return status, json.loads(body) if body else None
 
     def http_fetch(self, path: str, token: str | None = None) -> tuple[int | None, bytes]:
+        """A GET with the server's token (`token`: another one; "" for none)."""
+        token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", headers=headers)
         try:

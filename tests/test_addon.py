@@ -109,8 +109,9 @@ def test_run_script_turns_options_into_the_command_line(tmp_path: Path) -> None:
         "--uri", "tcp://0.0.0.0:10300", "--data-dir", "/data", "--profile", "kyutai",
         "--device", "auto", "--mode", "adaptive", "--stt-model", "kyutai/stt-2.6b-en",
         "--llm-provider", "ollama", "--llm-url", "http://homeassistant.local:11434", "--llm-model", "qwen3:8b",
-        "--http-port", "10301", "--http-token", "s3cret-token", "--no-memory", "--personality", "--debug",
+        "--http-port", "10301", "--http-token-file", "/data/http-token", "--no-memory", "--personality", "--debug",
     ]
+    assert "s3cret-token" not in result.stdout  # the token is never on the command line
 
 
 def test_the_default_options_select_the_cpu_profile(tmp_path: Path) -> None:
@@ -175,10 +176,12 @@ async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path:
     wyoming.listen()
     try:
         options = tmp_path / "options.json"
-        options.write_text(json.dumps({**config()["options"], "http_port": 10301, "http_token": "side-token"}))
+        options.write_text(json.dumps({**config()["options"], "http_port": 10301}))  # no token option: made
+        token_file = tmp_path / "http-token"
+        token_file.write_text("side-token\n")  # as the server made it on first start
         env = {**os.environ, "SUPERVISOR_API": f"http://127.0.0.1:{api_port}", "SUPERVISOR_TOKEN": "supervisor-token",
                "CODA_WYOMING_PORT": str(wyoming.getsockname()[1]), "CODA_WAIT_SECONDS": "10",
-               "CODA_OPTIONS": str(options)}
+               "CODA_OPTIONS": str(options), "CODA_TOKEN_FILE": str(token_file)}
         proc = await asyncio.create_subprocess_exec(str(S6 / "discovery" / "run"), env=env,
                                                     stderr=asyncio.subprocess.PIPE)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)

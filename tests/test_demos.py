@@ -28,7 +28,8 @@ async def run(path: Path, *args: str, cwd: Path | None = None, timeout: float = 
 
 
 def server_args(server: ServerProcess) -> list[str]:
-    return ["--uri", f"tcp://127.0.0.1:{server.port}", "--http-url", f"http://127.0.0.1:{server.http_port}"]
+    return ["--uri", f"tcp://127.0.0.1:{server.port}", "--http-url", f"http://127.0.0.1:{server.http_port}",
+            "--token", server.token]
 
 
 def wav_seconds(path: Path) -> float:

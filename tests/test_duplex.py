@@ -8,7 +8,6 @@ import base64
 import json
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
 import soxr
@@ -43,7 +42,7 @@ async def session(server: ServerProcess, audio: np.ndarray, fmt: str = "pcm", pa
     received: dict[int, list] = {k: [] for k in range(-1, 8)}
     writer = sphn.OpusStreamWriter(24000) if fmt == "opus" else None
     encode = {"pcm": lambda f: (f * 32767).astype("<i2").tobytes(), "f32": lambda f: f.astype("<f4").tobytes()}
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex?format={fmt}" + (f"&voice={voice}" if voice else "")) as ws:
         hello = await ws.receive_bytes(timeout=30)
         received[hello[0]].append(hello[1:])
@@ -135,7 +134,7 @@ async def test_malformed_messages_get_errors(duplex_server: ServerProcess, speec
 
 async def test_sessions_at_once_and_disconnects(duplex_server: ServerProcess, speech_dir: Path) -> None:
     for _ in range(6):  # more dropped sessions than rows: a leak would stall the next ones
-        async with aiohttp.ClientSession() as http:
+        async with duplex_server.session() as http:
             ws = await http.ws_connect(f"http://127.0.0.1:{duplex_server.http_port}/api/duplex?format=pcm")
             await ws.receive_bytes(timeout=30)
             await ws.send_bytes(bytes([AUDIO]) + b"\0\0" * FRAME * 3)
@@ -154,7 +153,7 @@ async def test_a_second_moshi_voice(start_server, speech_dir: Path) -> None:
     assert hello["voice"] == "moshika" and hello["voices"] == ["moshika", "moshiko"]
     assert json.loads(picked[HANDSHAKE][0])["voice"] == "moshiko"
     assert len(picked[METADATA]) == 6 and picked[AUDIO]
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex?voice=nobody") as ws:
         message = await ws.receive_bytes(timeout=10)
     error = json.loads(message[1:])
@@ -165,7 +164,7 @@ async def test_a_second_moshi_voice(start_server, speech_dir: Path) -> None:
 
 async def test_hybrid_server_without_duplex_says_so(start_server) -> None:
     server = start_server()
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex") as ws:
         message = await ws.receive_bytes(timeout=10)
     assert message[0] == ERROR and "not used in hybrid mode" in json.loads(message[1:])["text"]
@@ -173,7 +172,7 @@ async def test_hybrid_server_without_duplex_says_so(start_server) -> None:
 
 async def test_events_websocket(duplex_server: ServerProcess, speech_dir: Path) -> None:
     url = f"http://127.0.0.1:{duplex_server.http_port}/api/events"
-    async with aiohttp.ClientSession() as http, http.ws_connect(url + "?metrics_interval=0.3") as plain, \
+    async with duplex_server.session() as http, http.ws_connect(url + "?metrics_interval=0.3") as plain, \
             http.ws_connect(url + "?audio=1&metrics_interval=0") as with_audio:
         await session(duplex_server, speech_24k(speech_dir / "s0.wav")[: FRAME * 12])
         events = []

@@ -29,9 +29,12 @@ TURN_ON = {"type": "function", "function": {
 async def handle_turn(
     server: ServerProcess, text: str, context: dict[str, Any] | None = None,
     answer_tool: Callable[[dict[str, Any]], dict[str, Any]] | None = None, language: str | None = None,
+    signed: bool = True,
 ) -> list[Event]:
-    """One handle turn; tool calls are answered with `answer_tool(call) -> result event data`."""
+    """One handle turn; tool calls are answered with `answer_tool(call) -> result event data`;
+    `signed`: the context proves the server's token (as the Coda integration's does)."""
     events: list[Event] = []
+    context = server.signed(text, context) if signed else context
     async with server.client() as client:
         await client.write_event(Transcript(text=text, language=language, context=context).event())
         while True:

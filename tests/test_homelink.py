@@ -73,7 +73,7 @@ def offered(request: dict) -> set[str]:
 
 async def test_duplex_tools_run_in_the_linked_home(start_server, ollama: OllamaDouble) -> None:
     server = start_server("--duplex", "--llm-url", ollama.url)
-    async with aiohttp.ClientSession() as http:
+    async with server.session() as http:
         url = f"http://127.0.0.1:{server.http_port}/api/home"
         async with http.ws_connect(url) as anonymous:  # no hello: refused
             await anonymous.send_json({"type": "context"})

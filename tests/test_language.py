@@ -51,7 +51,7 @@ async def _subscribed(http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketRe
 
 async def _syntheses(server: ServerProcess, requests: list[list[Any]]) -> list[dict]:
     """The `synthesis` events (voice and language of each TTS row) of these requests."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/events?metrics_interval=0") as ws:
         await _subscribed(http, ws, server)
         for events in requests:

@@ -95,7 +95,7 @@ async def test_llm_reachability_follows_the_llm_server(start_server, ollama: Oll
 
 async def test_bearer_token_protects_the_side_port(start_server) -> None:
     server = start_server("--http-token", "s3cret-token")
-    assert server.http_fetch("/metrics")[0] == 401
+    assert server.http_fetch("/metrics", token="")[0] == 401
     assert server.http_fetch("/api/analytics", token="wrong-token")[0] == 401
     assert server.http_fetch("/metrics", token="s3cret-token")[0] == 200
     assert server.http_fetch("/api/analytics", token="s3cret-token")[0] == 200

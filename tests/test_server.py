@@ -163,7 +163,7 @@ async def test_shutdown_closes_event_streams(start_server) -> None:
     import aiohttp
 
     proc = start_server()
-    async with aiohttp.ClientSession() as session, session.ws_connect(
+    async with proc.session() as session, session.ws_connect(
         f"http://127.0.0.1:{proc.http_port}/api/events?metrics_interval=0"
     ) as ws:
         start = time.monotonic()

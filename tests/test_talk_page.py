@@ -24,7 +24,7 @@ async def test_talk_page_in_chromium(start_server, ollama, tmp_path: Path) -> No
                              rate=48000, silence_after=0.5)
     browser = Browser(microphone)
     try:
-        await browser.open(f"http://127.0.0.1:{server.http_port}/?autostart=1&voice=moshiko")
+        await browser.open(f"http://127.0.0.1:{server.http_port}/?autostart=1&voice=moshiko&token={server.token}")
         stats = {}
         for _ in range(300):
             stats = await browser.evaluate("JSON.parse(JSON.stringify(window.codaStats || {}))") or {}
@@ -81,4 +81,4 @@ async def test_talk_page_over_https_asks_for_the_token_once(start_server, tmp_pa
     assert not stats.get("errors"), stats
     assert len(browser.prompts) == 1 and "access token" in browser.prompts[0]
     assert kept == "s3cret-token" and stats["received"] > 10  # the WebSocket got in with the token
-    assert server.http_fetch("/api/analytics")[0] == 401  # the plain side port still wants it too
+    assert server.http_fetch("/api/analytics", token="")[0] == 401  # the plain side port still wants it too

@@ -23,7 +23,7 @@ async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] |
     assert await async_setup_component(hass, "homeassistant", {})
     entry = MockConfigEntry(
         domain=DOMAIN, title="Coda Voice", unique_id=server.server_id,
-        data={"host": "127.0.0.1", "port": server.port, "http_port": server.http_port},
+        data={"host": "127.0.0.1", "port": server.port, "http_port": server.http_port, "token": server.token},
         options={**DEFAULT_OPTIONS, **(options or {})},
     )
     entry.add_to_hass(hass)

@@ -53,15 +53,15 @@ async def plain_wyoming(socket_enabled: None) -> AsyncIterator[int]:
 
 
 async def test_user_flow_creates_entry_once(hass: HomeAssistant, coda_server: Any) -> None:
-    result = await _user_flow(hass, _form(coda_server))
+    result = await _user_flow(hass, _form(coda_server, token=coda_server.token))
     assert result["type"] is FlowResultType.CREATE_ENTRY, result
     entry = result["result"]
     assert entry.unique_id == coda_server.server_id == coda_server.http_get("/healthz")[1]["server_id"]
-    assert entry.data == _form(coda_server)
+    assert entry.data == _form(coda_server, token=coda_server.token)
     assert entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
     await hass.async_block_till_done()
 
-    again = await _user_flow(hass, _form(coda_server))
+    again = await _user_flow(hass, _form(coda_server, token=coda_server.token))
     assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
 
 
@@ -104,19 +104,14 @@ async def test_zeroconf_discovery(hass: HomeAssistant, coda_server_factory: Any)
         DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=discovery)
     assert result["type"] is FlowResultType.FORM and result["step_id"] == "zeroconf_confirm"
     assert result["description_placeholders"] == {"name": "coda-ha", "host": "127.0.0.1"}
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    no_token = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert no_token["errors"] == {"base": "invalid_auth"}  # every server has a token: the user types it
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"token": server.token})
     assert result["type"] is FlowResultType.CREATE_ENTRY, result
     entry = result["result"]
     assert entry.unique_id == server.server_id
-    assert entry.data == _form(server)
+    assert entry.data == _form(server, token=server.token)
     await hass.async_block_till_done()
-
-    # the same server seen again at another port: the entry follows it, no second entry
-    moved = dataclasses.replace(discovery, port=server.port + 1)
-    again = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=moved)
-    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
-    assert entry.data["port"] == server.port + 1
 
     # another Wyoming server (no coda TXT property) is left to other integrations
     properties = {k: v for k, v in discovery.properties.items() if k != "coda"}
@@ -124,6 +119,91 @@ async def test_zeroconf_discovery(hass: HomeAssistant, coda_server_factory: Any)
     other = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=plain)
     assert other["type"] is FlowResultType.ABORT and other["reason"] == "not_coda_server"
+
+
+@dataclasses.dataclass
+class Impostor:
+    """A server on the LAN that claims a known server id (its Wyoming `describe` and `/healthz`
+    say so) but does not hold the token."""
+
+    wyoming_port: int = 0
+    http_port: int = 0
+    claims: str = ""  # the server id it claims
+    asked: list[str] = dataclasses.field(default_factory=list)  # the HTTP paths it was asked for
+
+
+@pytest.fixture
+async def impostor(socket_enabled: None) -> AsyncIterator[Impostor]:
+    from aiohttp import web
+
+    fake = Impostor()
+
+    async def http(request: web.Request) -> web.Response:
+        fake.asked.append(request.path)
+        if request.path == "/api/challenge":
+            return web.json_response({"server_id": fake.claims, "proof": "0" * 64})
+        return web.json_response({"ready": True, "server_id": fake.claims})
+
+    async def wyoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (event := await async_read_event(reader)) is not None:
+            if event.type == "describe":
+                await async_write_event(Event("info", {"handle": [{
+                    "name": "coda-llm", "description": "", "installed": True, "version": "1",
+                    "attribution": {"name": "", "url": ""}, "models": []}]}), writer)
+        writer.close()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", http)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    tcp = await asyncio.start_server(wyoming, "127.0.0.1", 0)
+    fake.wyoming_port = tcp.sockets[0].getsockname()[1]
+    fake.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield fake
+    tcp.close()
+    await runner.cleanup()
+
+
+async def test_a_known_server_moves_only_when_it_proves_the_token(
+    hass: HomeAssistant, coda_server_factory: Any, impostor: Impostor
+) -> None:
+    """A zeroconf announcement with a known server id from another address moves the entry only
+    when the server there proves it holds the entry's token; an impostor leaves the entry where
+    it is, a repair issue says so, and the home link never goes to it."""
+    from homeassistant.helpers import issue_registry as ir
+
+    from tests_ha.common import setup_coda
+
+    server = coda_server_factory("--zeroconf", "coda-ha", "--zeroconf-host", "127.0.0.1")
+    discovery = await _discover(server.port)
+    entry = await setup_coda(hass, server)
+    where = dict(entry.data)
+
+    impostor.claims = server.server_id
+    claimed = dataclasses.replace(discovery, port=impostor.wyoming_port,
+                                  properties={**discovery.properties, "http_port": str(impostor.http_port)})
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=claimed)
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "unproven_server"
+    assert dict(entry.data) == where  # not moved
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"unproven_server_{entry.entry_id}")
+    assert issue is not None and issue.translation_placeholders["host"] == "127.0.0.1"
+    assert impostor.asked == ["/api/challenge"]  # neither the token nor the home link went there
+
+    # the real server, restarted on other ports with its data (same id, same token): it proves itself
+    server.kill()
+    moved = coda_server_factory("--data-dir", str(server.data_dir))
+    assert moved.server_id == server.server_id
+    seen = dataclasses.replace(discovery, port=moved.port,
+                               properties={**discovery.properties, "http_port": str(moved.http_port)})
+    again = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_ZEROCONF}, data=seen)
+    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
+    assert (entry.data["port"], entry.data["http_port"]) == (moved.port, moved.http_port)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"unproven_server_{entry.entry_id}") is None
+    await hass.async_block_till_done()
 
 
 async def test_supervisor_discovery_offers_both_integrations(hass: HomeAssistant, coda_server_factory: Any) -> None:

@@ -110,7 +110,8 @@ async def test_setup_waits_for_the_server_and_reloads(hass: HomeAssistant, coda_
 
     coda_server.terminate()
     entry = MockConfigEntry(domain=DOMAIN, title="Coda Voice", unique_id=coda_server.server_id, options=DEFAULT_OPTIONS,
-                            data={"host": "127.0.0.1", "port": coda_server.port, "http_port": coda_server.http_port})
+                            data={"host": "127.0.0.1", "port": coda_server.port, "http_port": coda_server.http_port,
+                                  "token": coda_server.token})
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_RETRY  # Home Assistant retries by itself

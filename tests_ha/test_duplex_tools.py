@@ -8,7 +8,6 @@ import asyncio
 import json
 from typing import Any
 
-import aiohttp
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 
@@ -21,7 +20,7 @@ HANDSHAKE, CONTROL = 0, 3
 
 async def _home_of_sessions(server: Any) -> str | None:
     """The Home Assistant a new duplex session would use (from its handshake)."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
         f"http://127.0.0.1:{server.http_port}/api/duplex?format=pcm"
     ) as ws:
         hello = await ws.receive_bytes(timeout=30)
@@ -41,7 +40,7 @@ async def _wait_for_home(server: Any, expected: str | None) -> None:
 async def _typed_turn(server: Any, text: str) -> list[dict[str, Any]]:
     """Type `text` into a duplex session; its control events until the answer is done."""
     events: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
         f"http://127.0.0.1:{server.http_port}/api/duplex?format=pcm"
     ) as ws:
         await ws.receive_bytes(timeout=30)

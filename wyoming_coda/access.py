@@ -1,13 +1,21 @@
-"""Which clients may connect: an allow-list of networks for the Wyoming port and the HTTP side
-port (`server.allow`, `--allow CIDR`). The Wyoming protocol has no authentication, so by default
-only the machine itself and private networks get in — a port forwarded to the internet by
-mistake is not an open door."""
+"""Which clients may connect, and what they must show: an allow-list of networks for the Wyoming
+port and the HTTP side port (`server.allow`, `--allow CIDR`; the Wyoming protocol has no
+authentication, so by default only the machine itself and private networks get in — a port
+forwarded to the internet by mistake is not an open door), and the server's token (kept in the
+data directory, mode 0600), proofs made with it, and private files and folders."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
+import os
+import re
+import secrets
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,3 +57,69 @@ class AllowList:
             self._logged.add(host)
             _LOGGER.warning("Refused a client at %s: not in the allowed networks (--allow)", host)
         return False
+
+
+# -- the server's token ---------------------------------------------------------------------------
+
+TOKEN_FILE = "http-token"
+PROOF_MAX_AGE = 300.0  # seconds a context proof stays valid (clocks of the two machines may differ)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only this user can enter (0700), made when missing."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only this user can read (0600) from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    path.chmod(0o600)
+
+
+def server_token(configured: str | None, token_file: str | None, data_dir: Path) -> tuple[str, Path | None]:
+    """The token every client of the side port must show: the configured one, else the one in
+    `token_file` (default `<data_dir>/http-token`), made with a random token on first start.
+    Returns the token and the file it is kept in (None when configured directly)."""
+    if configured:
+        return configured, None
+    path = Path(token_file).expanduser() if token_file else data_dir / TOKEN_FILE
+    if path.is_file() and (token := path.read_text(encoding="utf-8").strip()):
+        if len(token) < 8:
+            raise ValueError(f"the token in {path} is shorter than 8 characters")
+        path.chmod(0o600)
+        return token, path
+    private_dir(path.parent)
+    write_private(path, secrets.token_urlsafe(32) + "\n")
+    return path.read_text(encoding="utf-8").strip(), path
+
+
+def tokens_match(given: str, token: str) -> bool:
+    """Compare in constant time."""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def proof(token: str, *parts: str) -> str:
+    """HMAC-SHA256 of `parts` under the token: shows the token is held without sending it."""
+    return hmac.new(token.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def check_timed_proof(token: str, given: object, stamp: object, *parts: str) -> bool:
+    """Whether `given` is the proof of (`stamp`, *parts) under the token, made within
+    PROOF_MAX_AGE seconds of now (`stamp`: Unix seconds, as text or a number)."""
+    try:
+        age = abs(time.time() - float(stamp))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(given, str) and age <= PROOF_MAX_AGE and tokens_match(given, proof(token, str(stamp), *parts))
+
+
+_USER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+
+
+def is_user_id(value: object) -> bool:
+    """Whether `value` is a user id a client may give: an opaque key, never part of a path."""
+    return isinstance(value, str) and _USER_ID.fullmatch(value) is not None

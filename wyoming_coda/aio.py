@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -35,3 +36,20 @@ async def task_stream(
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class IdleBound:
+    """A bound on inactivity: `touch()` at each sign of life; `expired()` returns once nothing
+    happened for `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = time.monotonic()
+
+    def touch(self) -> None:
+        self._at = time.monotonic()
+
+    async def expired(self) -> None:
+        # each touch moves the deadline: there is no event to wait on
+        while (left := self._at + self.seconds - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(left)

@@ -90,6 +90,13 @@ def _network(value: Any) -> str:
     return str(value)
 
 
+def _origin(value: Any) -> str:
+    text = str(value).rstrip("/")
+    if re.fullmatch(r"https?://[^/\s]+", text):
+        return text.lower()
+    raise vol.Invalid(f"expected an origin such as https://coda.lan:10302, got {value!r}")
+
+
 def _url(value: Any) -> str:
     """An http(s) URL."""
     text = str(value)
@@ -300,14 +307,46 @@ class ServerConfig:
                                     "serve HTTPS with a self-signed certificate kept in the data directory",
                                     "--http-self-signed", action="store_const", const=True)
     http_token: str | None = option(None, vol.Any(None, vol.All(str, vol.Length(min=8))),
-                                    "require 'Authorization: Bearer TOKEN' on the side port (except /healthz)",
-                                    "--http-token")
+                                    "the token every side-port client must show ('Authorization: Bearer TOKEN'; "
+                                    "default: the one in --http-token-file)", "--http-token")
+    http_token_file: str | None = option(
+        None, vol.Any(None, str), "file holding the side port's token (default <data-dir>/http-token, made with a "
+        "random token on first start, mode 0600)", "--http-token-file", metavar="FILE")
+    metrics_public: bool = option(False, bool, "serve /metrics without the token (a Prometheus that cannot send one)",
+                                  "--metrics-public", action="store_const", const=True)
+    allowed_origins: tuple[str, ...] = option(
+        (), vol.All([_origin], vol.Coerce(tuple)), "web origins (scheme://host[:port]) besides the server's own whose "
+        "pages may use the side port; repeat the flag for several", "--allowed-origin", action="append")
+    allowed_hosts: tuple[str, ...] = option(
+        (), vol.All([str], vol.Coerce(tuple)), "names browsers may reach the server by besides its own host names and "
+        "addresses (a LAN DNS name, the add-on's network aliases); repeat the flag for several", "--allowed-host",
+        action="append")
+    max_client_connections: int = option(
+        64, vol.All(int, vol.Range(min=1)), "connections one client address may hold at once on each port (Home "
+        "Assistant serving many satellites is one client)")
+    idle_connection_seconds: float = option(
+        600.0, vol.All(vol.Coerce(float), vol.Range(min=1)), "a Wyoming connection that sends nothing this long is closed")
+    row_wait_seconds: float = option(
+        10.0, vol.All(vol.Coerce(float), vol.Range(min=0.1)),
+        "how long a request waits for a free engine row (STT, TTS, Moshi) before a `busy` error")
+    stream_idle_seconds: float = option(
+        10.0, vol.All(vol.Coerce(float), vol.Range(min=0.5)),
+        "an audio stream that sends nothing this long ends and gives its engine row back")
     allow: tuple[str, ...] = option(
         PRIVATE_NETWORKS, vol.All([_network], vol.Coerce(tuple)),
         "client networks (CIDR) let in on the Wyoming and HTTP ports, others refused at once (default: this "
         "machine and private networks); repeat the flag for several", "--allow", action="append")
     debug: bool = option(False, bool, "log DEBUG messages", "--debug", action="store_const", const=True)
     log_format: str = option("text", vol.In(LOG_FORMATS), "text or json lines", "--log-format")
+
+
+@dataclass
+class MemoryConfig:
+    """What conversation memory keeps (docs/security.md)."""
+
+    keep_turns_days: int = option(
+        30, vol.All(int, vol.Range(min=0)),
+        "days the conversation log keeps each turn (0: turns are not kept; remembered facts stay until forgotten)")
 
 
 @dataclass
@@ -328,6 +367,7 @@ class VoiceConfig:
     audio: AudioConfig = section(AudioConfig, top_level=True)
     integration: IntegrationConfig = section(IntegrationConfig, top_level=True)
     personality: PersonalityConfig = section(PersonalityConfig, top_level=True)
+    memory: MemoryConfig = section(MemoryConfig, top_level=True)
     server: ServerConfig = section(ServerConfig, top_level=True)
 
     def __post_init__(self) -> None:

@@ -171,6 +171,10 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.dropped = 0
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self._subscribers.add(queue)

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .access import private_dir, write_private
+
 VERBOSITY = ("brief", "normal", "detailed")
 TONES = ("friendly", "formal", "casual", "playful")
 
@@ -95,7 +97,7 @@ class PersonalityStore:
         changed = self.get(user_id).adapt(feedback)
         if changed is not None:
             self._profiles[user_id] = changed
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             data = {user: asdict(profile) for user, profile in self._profiles.items()}
-            self.path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            write_private(self.path, json.dumps(data, indent=1))
         return changed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import socket
 import ssl
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,11 +13,12 @@ from urllib.parse import urlparse
 from wyoming.info import Info
 from wyoming.server import AsyncEventHandler, AsyncServer
 
-from .access import AllowList
+from .access import AllowList, private_dir, server_token
 from .config import VoiceConfig
 from .duplex.session import DuplexParts
 from .http import tls
 from .http.app import HttpSide, SideParts
+from .http.guard import SideAccess
 from .models.registry import EngineRegistry
 from .voiceapi.manager import VoiceManager
 from .wyoming.asr import AsrService
@@ -37,22 +40,16 @@ class CodaServer:
         self.config = config
         self.manager = VoiceManager(config, engines)
         self.store = self.manager.store
-        self.server_id = server_id(Path(config.server.data_dir))
+        data_dir = private_dir(Path(config.server.data_dir))
+        self.server_id = server_id(data_dir)
+        self.token, token_file = server_token(config.server.http_token, config.server.http_token_file, data_dir)
+        if token_file is not None:
+            _LOGGER.info("The server's token is in %s (the Coda integration asks for it)", token_file)
         self.allow = AllowList(config.server.allow)
-        self._voices: list[str] | None = None
-
-    def voices(self) -> list[str]:
-        """TTS voices: the configured one until the TTS model is loaded, then the repository's."""
-        engine = self.store.loaded_tts()
-        if engine is None:
-            return [self.config.tts.voice]
-        if self._voices is None:
-            listed = engine.voices()
-            self._voices = sorted(set(listed) | {self.config.tts.voice})
-        return self._voices
+        self._clients: collections.Counter[str] = collections.Counter()  # open Wyoming connections per address
 
     def info(self) -> Info:
-        return build_info(self.config, self.store, self.voices())
+        return build_info(self.config, self.store, self.manager.speaker.voices())
 
     def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncEventHandler:
         """A new Wyoming client: served when its network is allowed, else closed at once."""
@@ -61,25 +58,51 @@ class CodaServer:
         if not self.allow.allows(host):
             self.manager.metrics.refused("wyoming")
             return RefusedConnection(reader, writer)
+        client = host or ""
+        if self._clients[client] >= self.config.server.max_client_connections:
+            self.manager.metrics.refused("wyoming-cap")
+            _LOGGER.warning("Refused a connection from %s: it holds %d already", client, self._clients[client])
+            return RefusedConnection(reader, writer)
+        self._clients[client] += 1
         return CodaEventHandler(reader, writer, services=self.make_services, info=self.info,
-                                metrics=self.manager.metrics)
+                                metrics=self.manager.metrics, idle_seconds=self.config.server.idle_connection_seconds,
+                                on_close=lambda: self._client_gone(client))
+
+    def _client_gone(self, client: str) -> None:
+        self._clients[client] -= 1
+        if self._clients[client] <= 0:
+            del self._clients[client]
 
     def make_services(self, connection: Connection) -> list[Service]:
         """The per-connection services of a new client, each with the parts it uses."""
         m = self.manager
         return [
-            AsrService(connection, m.transcriber, m.metrics, m.events, self.config.stt.end_of_turn),
-            TtsService(connection, m.speaker, m.metrics, m.moshi.answers if m.moshi is not None else None),
-            HandleService(connection, m.turns, m.conversations, self.config.integration.conversation_timeout),
+            AsrService(connection, m.transcriber, m.metrics, m.events, self.config.stt.end_of_turn,
+                       self.config.server.stream_idle_seconds),
+            TtsService(connection, m.speaker, m.metrics, m.moshi.answers if m.moshi is not None else None,
+                       self.config.server.stream_idle_seconds),
+            HandleService(connection, m.turns, m.conversations, self.config.integration.conversation_timeout,
+                          self.token),
         ]
 
     def side_parts(self) -> SideParts:
         """What the HTTP side port serves, duplex sessions included."""
         m = self.manager
+        server = self.config.server
         duplex = DuplexParts(m.store, m.transcriber, m.turns, m.conversations, m.homes, m.timers, m.metrics,
-                             m.events, self.config.moshi.target_latency_ms)
+                             m.events, self.config.moshi.target_latency_ms, server.row_wait_seconds,
+                             server.stream_idle_seconds)
         return SideParts(m.store, m.analytics, m.metrics, m.events, m.homes, m.memory, duplex,
                          self.config.integration.websocket_events)
+
+    def side_access(self, https_port: int | None) -> SideAccess:
+        """The side port's access rules: the token, and the names browsers may reach it by."""
+        server = self.config.server
+        hostname = socket.gethostname()
+        names = {*host_addresses(), hostname, hostname.split(".")[0] + ".local", socket.getfqdn(),
+                 *(h for h in (server.http_host, server.zeroconf_host) if h and h not in ("0.0.0.0", "::"))}
+        return SideAccess.build(self.token, names, server.http_port, https_port, server.allowed_origins,
+                                server.allowed_hosts, server.metrics_public, self.allow, server.max_client_connections)
 
     def _https(self) -> tuple[int, ssl.SSLContext] | None:
         """The HTTPS port and its TLS context, when a certificate is given or self-signed."""
@@ -101,7 +124,7 @@ class CodaServer:
         https = await asyncio.to_thread(self._https)
         http = (
             HttpSide(self.side_parts(), self.server_id, server_config.http_host, server_config.http_port,
-                     server_config.http_token, https, self.allow)
+                     self.side_access(https[0] if https else None), https)
             if server_config.http_port or https
             else None
         )

@@ -44,7 +44,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool
     if entry.options.get(CONF_DUPLEX_CONTROL, True) and entry.options.get(CONF_LLM_HASS_API):
         link = HomeLink(hass, entry)
         entry.async_create_background_task(hass, keep_connected(
-            lambda: client.async_home_link(entry.title, entry.entry_id, link.answer), f"home link of {client.http_url}",
+            lambda: client.async_home_link(entry.title, entry.entry_id, str(entry.unique_id), link.answer),
+            f"home link of {client.http_url}",
         ), f"{DOMAIN} home link")
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True

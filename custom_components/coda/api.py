@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,6 +51,17 @@ class CodaRequestError(CodaError):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class UnprovenServerError(CodaError):
+    """The server at this address could not prove it holds the entry's token (an impostor, or
+    another server that took the address)."""
+
+
+def proof(token: str, *parts: str) -> str:
+    """HMAC-SHA256 of `parts` under the token (the server checks the same): shows the token is
+    held without sending it (docs/security.md)."""
+    return hmac.new(token.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
 class NotCodaError(CodaError):
@@ -197,11 +212,24 @@ class CodaClient:
                 if message.type is aiohttp.WSMsgType.TEXT:
                     yield message.json()
 
+    async def async_prove_identity(self, server_id: str) -> None:
+        """Raise UnprovenServerError unless the server here is `server_id` and proves it holds
+        this client's token (a challenge: the token itself is never sent for it)."""
+        if not self.token:
+            raise UnprovenServerError(f"no token to check {self.http_url} against")
+        nonce = secrets.token_hex(16)
+        answer = await self._request("GET", f"/api/challenge?nonce={nonce}")
+        expected = proof(self.token, "challenge", nonce, server_id)
+        if answer.get("server_id") != server_id or not hmac.compare_digest(str(answer.get("proof")), expected):
+            raise UnprovenServerError(f"{self.http_url} could not prove it is the Coda Voice server {server_id}")
+
     async def async_home_link(
-        self, name: str, entry_id: str, answer: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+        self, name: str, entry_id: str, server_id: str, answer: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
     ) -> None:
         """Hold the home link (`/api/home`) until the server closes it: every request of the
-        server (a turn's context, a tool call) is answered with `answer`, concurrently."""
+        server (a turn's context, a tool call) is answered with `answer`, concurrently. Only a
+        server that proves it is `server_id` gets the link: it runs Home Assistant's tools."""
+        await self.async_prove_identity(server_id)
         tasks: set[asyncio.Task[None]] = set()
 
         async def reply(ws: aiohttp.ClientWebSocketResponse, request: dict[str, Any]) -> None:
@@ -237,6 +265,10 @@ class CodaTurn:
 
     def __init__(self, client: CodaClient, text: str, language: str | None, context: dict[str, Any]) -> None:
         self._client = client
+        if client.token:  # signed: the server gives a user's memory and profile only to its token
+            stamp = str(time.time())
+            context = {**context, "proof_time": stamp, "proof": proof(
+                client.token, stamp, text, str(context.get("user_id") or ""), str(context.get("conversation_id") or ""))}
         self._request = Transcript(text=text, language=language, context=context)
         self._wyoming: AsyncTcpClient | None = None
 

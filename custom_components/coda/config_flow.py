@@ -8,6 +8,7 @@ from typing import Any
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_PORT, CONF_PROMPT, CONF_TOKEN
 from homeassistant.core import callback
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers import llm
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
@@ -24,7 +25,7 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from .api import CodaAuthError, CodaClient, CodaConnectionError, NotCodaError, ServerInfo
+from .api import CodaAuthError, CodaClient, CodaConnectionError, CodaError, NotCodaError, ServerInfo
 from .const import (
     CONF_DUPLEX_CONTROL,
     CONF_HTTP_PORT,
@@ -123,7 +124,21 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
             http_port = DEFAULT_HTTP_PORT
         self._discovered = {CONF_HOST: discovery_info.host, CONF_PORT: discovery_info.port, CONF_HTTP_PORT: http_port}
         await self.async_set_unique_id(server_id)
-        self._abort_if_unique_id_configured(updates=self._discovered)  # a moved server keeps its entry
+        entry = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, server_id)
+        if entry is not None and _connection(entry.data) != self._discovered:
+            # a known server at a new address: it moves only if it proves it holds the entry's token
+            client = CodaClient(async_get_clientsession(self.hass), discovery_info.host, discovery_info.port,
+                                http_port, entry.data.get(CONF_TOKEN))
+            try:
+                await client.async_prove_identity(server_id)
+            except CodaError as err:
+                ir.async_create_issue(
+                    self.hass, DOMAIN, f"unproven_server_{entry.entry_id}", is_fixable=False,
+                    severity=ir.IssueSeverity.WARNING, translation_key="unproven_server",
+                    translation_placeholders={"title": entry.title, "host": discovery_info.host, "error": str(err)})
+                return self.async_abort(reason="unproven_server")
+            ir.async_delete_issue(self.hass, DOMAIN, f"unproven_server_{entry.entry_id}")
+        self._abort_if_unique_id_configured(updates=self._discovered)  # a proven server keeps its entry
         self._name = discovery_info.name.split(".")[0]
         self.context["title_placeholders"] = {"name": self._name}
         return await self.async_step_zeroconf_confirm()

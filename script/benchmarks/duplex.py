@@ -25,7 +25,6 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="coda-bench-hf-")
 
-import aiohttp
 import numpy as np
 
 from tests.serverproc import ServerProcess
@@ -40,7 +39,7 @@ async def one_session(server: ServerProcess, audio: np.ndarray) -> list[float]:
     """Round trips (s) of every frame, sending in real time."""
     sent: dict[int, float] = {}
     trips: list[float] = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(
+    async with server.session() as http, http.ws_connect(
             f"http://127.0.0.1:{server.http_port}/api/duplex?format=pcm") as ws:
         await ws.receive_bytes(timeout=30)
 

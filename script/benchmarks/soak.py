@@ -126,7 +126,7 @@ class Soak:
         samples = np.frombuffer(pcm, dtype="<i2")[: 2 * rate]
         audio = np.interp(np.arange(0, len(samples), rate / 24000), np.arange(len(samples)), samples).astype("<i2")
         sent: dict[int, float] = {}
-        async with aiohttp.ClientSession() as http, http.ws_connect(
+        async with self.server.session() as http, http.ws_connect(
                 f"http://127.0.0.1:{self.server.http_port}/api/duplex?format=pcm") as ws:
             await ws.receive_bytes(timeout=30)
 
@@ -149,7 +149,7 @@ class Soak:
 
     async def subscriber(self) -> None:
         """Reads the event stream slowly (its queue is bounded: it loses events, the server does not grow)."""
-        async with aiohttp.ClientSession() as http, http.ws_connect(
+        async with self.server.session() as http, http.ws_connect(
                 f"http://127.0.0.1:{self.server.http_port}/api/events?metrics_interval=1") as ws:
             while time.monotonic() < self.deadline:
                 with_timeout = max(0.1, self.deadline - time.monotonic())

@@ -31,7 +31,9 @@ import numpy as np
 import sphn
 from aiohttp import WSMsgType, web
 
-from ..audio import FRAME_SIZE, SAMPLE_RATE, Framer, float_to_s16
+from ..aio import IdleBound
+from ..audio import FRAME_RATE, FRAME_SIZE, SAMPLE_RATE, Framer, float_to_s16
+from ..engines.batching import EngineBusyError, take_row
 from ..engines.moshi import MoshiOutput, MoshiSession
 from ..events import EventBus, TranscriptEvent, UserInterrupted
 from ..listen.transcription import TextPiece, Transcriber, Transcription
@@ -64,6 +66,9 @@ _LOGGER = logging.getLogger(__name__)
 MAX_MESSAGE = 1 << 20
 SPEAKING_DBFS = -45.0  # an output frame louder than this means the assistant is talking
 SPEAKING_HOLD_FRAMES = 4  # ... and still counts as talking for 320 ms after
+MAX_MESSAGE_SECONDS = 5.0  # audio one message may carry (decoded Opus included)
+AHEAD_SECONDS = 5.0  # audio a client may send ahead of real time: frames past it are dropped
+MAX_PENDING_FRAMES = 125  # and user frames Moshi has not stepped yet (10 s): past it too
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class DuplexParts:
     metrics: Metrics
     events: EventBus
     target_latency_ms: float
+    row_wait: float  # seconds a session waits for a free Moshi row
+    idle_seconds: float  # a session that sends no audio this long ends
 
 
 class DuplexConnection:
@@ -102,6 +109,10 @@ class DuplexConnection:
         self._utterance_end: asyncio.Task[None] | None = None
         self._speaking_frames = 0
         self._last_step = time.monotonic()
+        self._heard = IdleBound(parts.idle_seconds)  # touched by each audio message
+        self.dropped_frames = 0
+        self.frames_taken = 0
+        self._started = time.monotonic()
 
     async def send(self, data: bytes) -> None:
         with contextlib.suppress(ConnectionResetError):
@@ -115,19 +126,22 @@ class DuplexConnection:
 
     async def run(self) -> None:
         parts = self.parts
-        self.session = await (await parts.store.moshi(self.voice)).open()
+        self.session = await take_row((await parts.store.moshi(self.voice)).open(), parts.row_wait, "Moshi")
         voices = parts.store.moshi_voices()
         self.conversation_id = parts.conversations.start(None, "duplex", None, None)
         home = parts.homes.for_duplex()
         await self._message(Handshake(
             PROTOCOL_VERSION, SAMPLE_RATE, self.session.engine.frame_size, self.format, self.conversation_id,
             self.voice or voices[0], voices, home.name if home else None))
+        self._heard.touch()
+        self._started = time.monotonic()  # real time runs from here
         self.transcription = await parts.transcriber.open(None, duplex=True)
         self.router = DuplexRouter(parts.turns, parts.conversations, parts.homes, self.session, self.conversation_id,
                                    self._message, catch_up=self.transcription.stream.engine.delay_seconds)
         stop_timers = parts.timers.listen(self.conversation_id, self.router.timer_rang)
         tasks = [asyncio.create_task(self._write(self.session), name="duplex writer"),
-                 asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript")]
+                 asyncio.create_task(self._transcribe(self.transcription), name="duplex user transcript"),
+                 asyncio.create_task(self._close_when_idle(), name="duplex idle bound")]
         parts.metrics.connection("duplex", +1)
         try:
             await self._read()
@@ -143,6 +157,12 @@ class DuplexConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.transcription.close()
             parts.conversations.end(self.conversation_id)
+
+    async def _close_when_idle(self) -> None:
+        """A session whose audio stops coming gives its Moshi row back."""
+        await self._heard.expired()
+        await self.error("stream-idle", f"no audio for {self._heard.seconds:g} s: the session ended")
+        await self.ws.close()
 
     async def _transcribe(self, transcription: Transcription) -> None:
         """The user's side of the live transcript."""
@@ -202,6 +222,10 @@ class DuplexConnection:
                 return
             samples = (np.frombuffer(payload, dtype="<f4").astype(np.float32) if width == 4
                        else np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768)
+        if samples.size > MAX_MESSAGE_SECONDS * SAMPLE_RATE:
+            await self.error("bad-audio", f"a message carries at most {MAX_MESSAGE_SECONDS:g} s of audio")
+            return
+        self._heard.touch()
         for frame in self._framer.push(samples):
             await self._frame(frame)
 
@@ -212,6 +236,12 @@ class DuplexConnection:
         The front end resamples frame by frame (1920 ↔ 1280 samples exactly), so nothing waits
         in a streaming resampler: each frame reaches Moshi as soon as it is complete."""
         assert self.session is not None and self.transcription is not None
+        ahead = self.frames_taken / FRAME_RATE - (time.monotonic() - self._started)
+        if ahead > AHEAD_SECONDS or self.session.pending >= MAX_PENDING_FRAMES:  # the excess is dropped, counted
+            self.dropped_frames += 1
+            self.parts.metrics.error("duplex-audio-overrun")
+            return
+        self.frames_taken += 1
         heard = self.transcription.feed(float_to_s16(frame), SAMPLE_RATE, 2, 1)
         self.session.feed(heard.audio)
         for activity in heard.activity:
@@ -297,6 +327,9 @@ async def duplex_ws(
         return ws
     try:
         await connection.run()
+    except EngineBusyError as err:
+        await connection.error("busy", str(err))
+        await ws.close()
     except Exception as err:  # reported to this client, the server goes on
         _LOGGER.exception("Duplex session failed")
         await connection.error("internal-error", str(err))

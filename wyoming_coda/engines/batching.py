@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,6 +25,7 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 In_co = TypeVar("In_co", covariant=True)
 Out_contra = TypeVar("Out_contra", contravariant=True)
+S = TypeVar("S")  # a stream an engine opens
 
 
 class SlotStream(Protocol[In_co, Out_contra]):
@@ -136,6 +137,18 @@ class BatchScheduler(Generic[In, Out]):
                         output = outputs[i]
                         if self._slots[i] is stream and output is not None:
                             stream.deliver(output)
+
+
+class EngineBusyError(Exception):
+    """Every row of an engine stayed taken for as long as a request may wait."""
+
+
+async def take_row(opening: Awaitable[S], seconds: float, what: str) -> S:
+    """The stream `opening` gives (it takes a row), or EngineBusyError after `seconds`."""
+    try:
+        return await asyncio.wait_for(opening, seconds)
+    except TimeoutError:
+        raise EngineBusyError(f"every {what} row stayed in use for {seconds:g} s: try again in a moment") from None
 
 
 class Rows:

@@ -94,6 +94,11 @@ class MoshiSession(BatchedStream[MoshiOutput]):
         self._frames.extend(self._framer.push(samples))
         self.engine.scheduler.wake()
 
+    @property
+    def pending(self) -> int:
+        """User frames fed but not stepped yet."""
+        return len(self._frames)
+
     def has_work(self) -> bool:
         return bool(self._frames)
 

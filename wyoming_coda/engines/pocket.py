@@ -24,7 +24,7 @@ import torch
 
 from ..language import split_sentences
 from .batching import RowEngine, StepObserver
-from .tts import UnknownVoiceError
+from .tts import VOICE_CACHE, UnknownVoiceError
 
 FRAME_SIZE = RowEngine.frame_size
 SampleLoader = Callable[[Path], np.ndarray]  # a voice sample → float32 mono 24 kHz (or an error)
@@ -146,6 +146,8 @@ class PocketSpeech(RowEngine):
         except Exception as err:
             raise UnknownVoiceError(f"unknown voice '{name}'") from err
         self._states[name] = state
+        while len(self._states) > VOICE_CACHE:  # the oldest voice state goes first
+            del self._states[next(iter(self._states))]
         return state
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ from .moshi_compat import cross_attention_modules, set_row_conditions
 
 CFG_COEF = 2.0  # as Kyutai's own TTS server configuration
 MAX_SECONDS_PER_WORD = 2.0
+VOICE_CACHE = 64  # voices whose conditioning is kept
 
 
 class UnknownVoiceError(ValueError):
@@ -209,6 +210,8 @@ class TextToSpeech(BatchedEngine):
             total=None if total is None else total[0].to(lm.dtype),
         )
         self._voices[name] = voice
+        while len(self._voices) > VOICE_CACHE:  # the oldest conditioning goes first
+            del self._voices[next(iter(self._voices))]
         return voice
 
     @torch.no_grad()

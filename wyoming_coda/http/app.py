@@ -2,29 +2,28 @@
 WebSocket, duplex Moshi sessions, the home link of the Coda integration and the memory it
 lets Home Assistant see and erase.
 
-With a token configured (`--http-token`), everything but `/healthz` needs
-`Authorization: Bearer <token>`: analytics carry transcripts' metadata that must not leak on a LAN.
+Every route but `/healthz`, the talk page's file and `/api/challenge` needs the server's token
+(`Authorization: Bearer <token>`, or `?token=` on a WebSocket): the side port controls the home
+and holds what was said. Browsers get in only from the server's own pages (guard.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import logging
+import math
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..access import AllowList
+from ..access import is_user_id, proof
 from ..duplex.session import DuplexParts, duplex_ws
 from ..events import AUDIO_KEY, EventBus, MemoryForgotten, MetricsSnapshot
 from ..metrics import Metrics
@@ -32,6 +31,7 @@ from ..models.store import ModelStore
 from ..turn.homelink import HomeLink, HomeLinks
 from ..turn.memory import MemoryStore
 from ..voiceapi.analytics import AnalyticsProvider
+from .guard import SideAccess, SocketSlot, guard_middleware
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ SERVER_ID_KEY: web.AppKey[str] = web.AppKey("coda_server_id")
 SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 SHUTDOWN_SECONDS = 5.0  # longest a request may hold up the server's exit
 HELLO_SECONDS = 10.0  # a home link must say who it is within this time
-OPEN_PATHS = frozenset({"/healthz", "/"})  # health, and the talk page (it holds no data)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
+ACCESS_KEY: web.AppKey[SideAccess] = web.AppKey("coda_access")
+MIN_METRICS_INTERVAL, MAX_METRICS_INTERVAL = 0.25, 3600.0  # seconds between snapshots, when asked for
+MAX_SUBSCRIBERS = 32  # event subscribers at once
+MAX_NONCE = 128
 
 @dataclass(frozen=True)
 class SideParts:
@@ -60,39 +60,25 @@ class SideParts:
     websocket_events: bool  # /api/events is served
 
 
-def _allow_middleware(allow: AllowList, metrics: Metrics) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not allow.allows(request.remote):
-            metrics.refused("http")
-            return web.Response(status=403, text="this client's network is not allowed (--allow)\n",
-                                headers={"Connection": "close"})
-        return await handler(request)
-
-    return check
-
-
-def _token_middleware(token: str) -> Middleware:
-    expected = f"Bearer {token}"
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
-            # browsers cannot set headers on a WebSocket: ?token= works as well
-            given = request.headers.get("Authorization") or f"Bearer {request.query.get('token', '')}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                         headers={"WWW-Authenticate": 'Bearer realm="coda"'})
-        return await handler(request)
-
-    return check
-
-
 async def healthz(request: web.Request) -> web.Response:
-    """200 when every model is loaded, 503 while loading or after a failed load."""
+    """200 when every model is loaded, 503 while loading or after a failed load. Without the
+    token: only that and the server id; with it, each model's state and error."""
     health = request.app[PARTS_KEY].store.health()
-    return web.json_response({**health, "server_id": request.app[SERVER_ID_KEY]},
-                             status=200 if health["ready"] else 503)
+    body = {**health, "server_id": request.app[SERVER_ID_KEY]}
+    if not request.app[ACCESS_KEY].has_token(request):
+        body = {"ready": health["ready"], "server_id": request.app[SERVER_ID_KEY]}
+    return web.json_response(body, status=200 if health["ready"] else 503)
+
+
+async def challenge(request: web.Request) -> web.Response:
+    """`GET /api/challenge?nonce=N`: the proof that this server holds the token its clients know
+    (HMAC of the nonce and the server id), which a client checks without sending the token."""
+    nonce = request.query.get("nonce", "")
+    if not 16 <= len(nonce) <= MAX_NONCE or not nonce.isalnum():
+        raise web.HTTPBadRequest(text=f"nonce must be 16 to {MAX_NONCE} letters or digits")
+    server_id = request.app[SERVER_ID_KEY]
+    return web.json_response({"server_id": server_id,
+                              "proof": proof(request.app[ACCESS_KEY].token, "challenge", nonce, server_id)})
 
 
 async def analytics(request: web.Request) -> web.Response:
@@ -117,7 +103,17 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     try:
         interval = float(request.query.get("metrics_interval", "5"))
     except ValueError:
-        raise web.HTTPBadRequest(text="metrics_interval must be a number of seconds") from None
+        interval = math.nan
+    if not math.isfinite(interval) or interval < 0:
+        raise web.HTTPBadRequest(text="metrics_interval must be a number of seconds (0: no snapshots)")
+    interval = min(max(interval, MIN_METRICS_INTERVAL), MAX_METRICS_INTERVAL) if interval else 0.0
+    if parts.events.subscribers >= MAX_SUBSCRIBERS:
+        raise web.HTTPServiceUnavailable(text=f"at most {MAX_SUBSCRIBERS} event subscribers at once")
+    with SocketSlot(request.app[ACCESS_KEY], request):
+        return await _events(request, parts, interval, include_audio)
+
+
+async def _events(request: web.Request, parts: SideParts, interval: float, include_audio: bool) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     request.app[SOCKETS_KEY].add(ws)
@@ -165,13 +161,18 @@ async def talk_page(request: web.Request) -> web.Response:
 
 
 async def duplex(request: web.Request) -> web.WebSocketResponse:
-    return await duplex_ws(request, request.app[PARTS_KEY].duplex, request.app[SOCKETS_KEY].add)
+    with SocketSlot(request.app[ACCESS_KEY], request):
+        return await duplex_ws(request, request.app[PARTS_KEY].duplex, request.app[SOCKETS_KEY].add)
 
 
 async def home(request: web.Request) -> web.WebSocketResponse:
     """`/api/home`: the Coda integration's link (turn/homelink.py): it says hello, then answers the
     server's context requests and tool calls for as long as it stays connected."""
-    parts = request.app[PARTS_KEY]
+    with SocketSlot(request.app[ACCESS_KEY], request):
+        return await _home(request, request.app[PARTS_KEY])
+
+
+async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     request.app[SOCKETS_KEY].add(ws)
@@ -203,6 +204,14 @@ async def home(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def _user_id(request: web.Request) -> str:
+    user_id = request.match_info["user_id"]
+    if not is_user_id(user_id):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "a user id is 1 to 128 letters, digits or ._@:-",
+                                                  "code": "bad_user_id"}), content_type="application/json")
+    return user_id
+
+
 def _memory(request: web.Request) -> MemoryStore:
     store = request.app[PARTS_KEY].memory
     if store is None:
@@ -218,14 +227,14 @@ async def memory_users(request: web.Request) -> web.Response:
 
 async def memory_of(request: web.Request) -> web.Response:
     """`GET /api/memory/{user_id}`: one user's facts (and how many conversation turns are kept)."""
-    data = await _memory(request).export(request.match_info["user_id"])
+    data = await _memory(request).export(_user_id(request))
     return web.json_response({**data, "turns": len(data["turns"])})
 
 
 async def forget(request: web.Request) -> web.Response:
     """`DELETE /api/memory/{user_id}[/{memory_id}]`: forget one fact, or everything about the
     user (facts and conversation turns)."""
-    user_id, memory = request.match_info["user_id"], request.match_info.get("memory_id")
+    user_id, memory = _user_id(request), request.match_info.get("memory_id")
     memory_id = None if memory is None else int(memory)
     forgotten = await _memory(request).forget(user_id, memory_id)
     if memory_id is not None and not forgotten:
@@ -242,17 +251,16 @@ async def _close_websockets(app: web.Application) -> None:
                            for ws in list(sockets)), return_exceptions=True)
 
 
-def create_app(
-    parts: SideParts, server_id: str, token: str | None, allow: AllowList | None = None
-) -> web.Application:
-    middlewares = [_allow_middleware(allow, parts.metrics)] if allow is not None else []
-    app = web.Application(middlewares=[*middlewares, *([_token_middleware(token)] if token else [])])
+def create_app(parts: SideParts, server_id: str, access: SideAccess) -> web.Application:
+    app = web.Application(middlewares=[guard_middleware(access, parts.metrics)])
     app[PARTS_KEY] = parts
     app[SERVER_ID_KEY] = server_id
+    app[ACCESS_KEY] = access
     app[SOCKETS_KEY] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)  # type: ignore[arg-type]  # aiosignal 1.4's generics vs aiohttp 3.11
     app.router.add_get("/", talk_page)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/challenge", challenge)
     app.router.add_get("/api/analytics", analytics)
     if parts.websocket_events:
         app.router.add_get("/api/events", events)
@@ -271,12 +279,12 @@ class HttpSide:
     (browsers give a page the microphone only on https or localhost)."""
 
     def __init__(
-        self, parts: SideParts, server_id: str, host: str, port: int, token: str | None,
-        https: tuple[int, ssl.SSLContext] | None = None, allow: AllowList | None = None,
+        self, parts: SideParts, server_id: str, host: str, port: int, access: SideAccess,
+        https: tuple[int, ssl.SSLContext] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.https = https
-        self._runner = web.AppRunner(create_app(parts, server_id, token, allow), access_log=None,
+        self._runner = web.AppRunner(create_app(parts, server_id, access), access_log=None,
                                      shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:

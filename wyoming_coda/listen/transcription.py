@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..config import AudioConfig, STTConfig
+from ..engines.batching import take_row
 from ..engines.protocols import RecognitionStream, SpeechRecognizer
 from .frontend import AudioFrontEnd, AudioQuality
 
@@ -206,9 +207,11 @@ class Transcriber:
 
     def __init__(
         self, engines: SttSource, audio: AudioConfig, stt: STTConfig,
-        on_final: Callable[[Transcription, float], None] | None = None,
+        on_final: Callable[[Transcription, float], None] | None = None, row_wait: float = 10.0,
     ) -> None:
+        """`row_wait`: seconds to wait for a free STT row before EngineBusyError."""
         self.engines = engines
+        self.row_wait = row_wait
         self.audio = audio
         self.stt = stt
         self.on_final = on_final
@@ -217,7 +220,7 @@ class Transcriber:
         """A streaming transcription (`duplex`: echo cancellation and frame-exact resampling for
         a session whose output the server plays; not accounted as a command)."""
         engine = await self.engines.stt()
-        stream = await engine.open()
+        stream = await take_row(engine.open(), self.row_wait, "speech-to-text")
         front = AudioFrontEnd.from_config(self.audio, engine.sample_rate, duplex)
         return Transcription(stream, front, language or self.engines.languages("stt")[0],
                              on_final=None if duplex else self.on_final, rules=EndOfTurnRules.from_config(self.stt))

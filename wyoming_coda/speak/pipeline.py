@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..engines.batching import take_row
 from ..engines.protocols import SynthesisStream, Synthesizer
 from ..engines.tts import UnknownVoiceError
 from ..events import EventBus, SynthesisStarted
@@ -33,6 +34,8 @@ class TtsSource(Protocol):
     """Where the TTS engine comes from (the model store)."""
 
     async def tts(self) -> Synthesizer: ...
+
+    def loaded_tts(self) -> Synthesizer | None: ...
 
 
 def split_words(text: str) -> tuple[str, str]:
@@ -180,20 +183,37 @@ class Speaker:
     def __init__(
         self, store: TtsSource, default_voice: str, feed: str = "words",
         language_voices: Mapping[str, str] | None = None, languages: Sequence[str] = ("en",),
-        events: EventBus | None = None,
+        events: EventBus | None = None, row_wait: float = 10.0,
     ) -> None:
+        """`row_wait`: seconds to wait for a free TTS row before EngineBusyError."""
         self._store = store
+        self.row_wait = row_wait
         self._events = events
         self.default_voice = default_voice
         self.feed = feed
         self.language_voices = dict(language_voices or {})
         self.languages = list(languages)
         self.last_language: str | None = None  # of the latest answer (turns.py sets it)
+        self._listed: list[str] | None = None
+
+    def voices(self) -> list[str]:
+        """The voices a request may name: the configured one until the TTS model is loaded,
+        then the engine's too (listed once)."""
+        engine = self._store.loaded_tts()
+        if engine is None:
+            return [self.default_voice]
+        if self._listed is None:
+            self._listed = sorted(set(engine.voices()) | {self.default_voice})
+        return self._listed
 
     async def check_voice(self, voice: str | None) -> str:
-        """The voice to use (the default for None); raises UnknownVoiceError."""
+        """The voice to use (the default for None); raises UnknownVoiceError. A name is only
+        ever looked up among the listed voices: it is never a path or an address."""
         name = voice or self.default_voice
-        await (await self._store.tts()).check_voice(name)
+        engine = await self._store.tts()
+        if name not in self.voices():
+            raise UnknownVoiceError(f"unknown voice {name!r}")
+        await engine.check_voice(name)
         return name
 
     def voice_for(self, language: str | None) -> str:
@@ -208,7 +228,7 @@ class Speaker:
         """A raw TTS stream: add text, end it, read 80 ms frames. `language`: the text's, when it
         chose the voice (reported in the `synthesis` event)."""
         name = voice or self.default_voice
-        stream = await (await self._store.tts()).open(name)
+        stream = await take_row((await self._store.tts()).open(name), self.row_wait, "text-to-speech")
         if self._events is not None:
             self._events.publish(SynthesisStarted(name, language))
         return stream

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from ..access import private_dir, write_private
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -85,12 +87,24 @@ class MemoryUnavailableError(Exception):
 class MemoryStore:
     """SQLite memory shared by all conversations (per user); safe to use from asyncio."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, keep_turns_days: int = 30) -> None:
+        """`keep_turns_days`: how long the conversation log keeps a turn (0: turns are not kept;
+        facts stay until forgotten). The database is readable by this user only."""
+        private_dir(path.parent)
+        if not path.exists():
+            write_private(path, "")
+        path.chmod(0o600)
         self.path = path
+        self.keep_turns_seconds = keep_turns_days * 86400.0
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA secure_delete = ON")  # forgotten text is overwritten, not left in free pages
+        self._expire_turns(time.time())
         self._lock = asyncio.Lock()
+
+    def _expire_turns(self, now: float) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM turns WHERE created < ?", (now - self.keep_turns_seconds,))
 
     async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         async with self._lock:
@@ -101,12 +115,14 @@ class MemoryStore:
 
     def _add_turn(self, user_id: str, conversation_id: str, user_text: str, answer: str) -> list[str]:
         now = time.time()
+        self._expire_turns(now)
         with self._db:
-            self._db.executemany(
-                "INSERT INTO turns (user_id, conversation_id, role, text, created) VALUES (?, ?, ?, ?, ?)",
-                [(user_id, conversation_id, "user", user_text, now),
-                 (user_id, conversation_id, "assistant", answer, now)],
-            )
+            if self.keep_turns_seconds > 0:
+                self._db.executemany(
+                    "INSERT INTO turns (user_id, conversation_id, role, text, created) VALUES (?, ?, ?, ?, ?)",
+                    [(user_id, conversation_id, "user", user_text, now),
+                     (user_id, conversation_id, "assistant", answer, now)],
+                )
             added = []
             for kind, statement in extract_facts(user_text):
                 cursor = self._db.execute(

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..engines.batching import take_row
 from ..engines.moshi import MoshiEngine
 from ..speak.pipeline import Speaker
 
@@ -86,8 +87,9 @@ class MoshiSource(Protocol):
 class MoshiTurns:
     """Moshi's side of pipeline turns: the utterances heard, Moshi's replies, its answers' audio."""
 
-    def __init__(self, store: MoshiSource, speaker: Speaker, reply_max_seconds: float) -> None:
+    def __init__(self, store: MoshiSource, speaker: Speaker, reply_max_seconds: float, row_wait: float = 10.0) -> None:
         self.store = store
+        self.row_wait = row_wait
         self.speaker = speaker
         self.reply_max_seconds = reply_max_seconds
         self.heard = RecentAudio()  # the user's utterances, by transcript
@@ -102,7 +104,7 @@ class MoshiTurns:
         answered (a second without a word after it spoke), found nothing to say, or spoken for
         `reply_max_seconds`."""
         engine = await self.store.moshi()
-        session = await engine.open()
+        session = await take_row(engine.open(), self.row_wait, "Moshi")
         outputs = session.outputs()
         words: list[str] = []
         frames: list[np.ndarray] = []

@@ -77,18 +77,20 @@ class VoiceManager:
         self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
         self.speaker = Speaker(self.store, config.tts.voice, config.tts.feed,
                                dict(entry.split("=", 1) for entry in config.tts.language_voices),
-                               self.store.languages("tts"), self.events)
+                               self.store.languages("tts"), self.events, config.server.row_wait_seconds)
         data_dir = Path(config.server.data_dir)
         default = Personality(
             name=config.personality.name, style=config.personality.style,
             verbosity=config.personality.verbosity, tone=config.personality.tone,
         )
-        self.memory = MemoryStore(data_dir / "memory.db") if config.integration.memory_enabled else None
+        self.memory = MemoryStore(data_dir / "memory.db", config.memory.keep_turns_days) if config.integration.memory_enabled else None
         self.timers = TimerBells(self.events)
         self.local_tools = LocalTools(on_timer=self.timers.ring)
-        self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds)
+        self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds,
+                                 config.server.row_wait_seconds)
                       if "moshi" in self.store.slots else None)
-        self.transcriber = Transcriber(self.store, config.audio, config.stt, on_final=self._record_transcription)
+        self.transcriber = Transcriber(self.store, config.audio, config.stt, on_final=self._record_transcription,
+                                       row_wait=config.server.row_wait_seconds)
         health = LLMHealth()
         self.turns = TurnRunner(
             config, self.llm, self.speaker, Router(config, health, self.store, self.moshi is not None),

@@ -23,7 +23,9 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.vad import VoiceStarted, VoiceStopped
 
+from ..aio import IdleBound
 from ..audio import AudioFormatError, check_format
+from ..engines.batching import EngineBusyError
 from ..events import EventBus, TranscriptEvent
 from ..listen.transcription import TextPiece, Transcriber, Transcription, VoiceActivity
 from ..metrics import Metrics
@@ -39,9 +41,10 @@ class AsrService:
 
     def __init__(
         self, connection: Connection, transcriber: Transcriber, metrics: Metrics, events: EventBus,
-        ends_commands: bool,
+        ends_commands: bool, idle_seconds: float = 10.0,
     ) -> None:
-        """`ends_commands`: the server ends a command itself (`stt.end_of_turn`)."""
+        """`ends_commands`: the server ends a command itself (`stt.end_of_turn`); `idle_seconds`:
+        a command whose audio stops coming this long ends, giving its STT row back."""
         self.connection = connection
         self.transcriber = transcriber
         self.metrics = metrics
@@ -52,6 +55,8 @@ class AsrService:
         self._reader: asyncio.Task[None] | None = None
         self._ending: asyncio.Task[None] | None = None
         self._ended = False  # the server ended this command: the client may still be streaming
+        self._heard = IdleBound(idle_seconds)  # touched by each chunk of audio
+        self._idle: asyncio.Task[None] | None = None
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TYPES
@@ -74,9 +79,25 @@ class AsrService:
         except AudioFormatError as err:
             await self.connection.send_error(f"audio-start: {err}", "unsupported-audio")
             return
-        self._transcription = transcription = await self.transcriber.open(self._language)
+        try:
+            self._transcription = transcription = await self.transcriber.open(self._language)
+        except EngineBusyError as err:
+            self._ended = True  # the rest of this command's audio is dropped
+            await self.connection.send_error(f"audio-start: {err}", "busy")
+            return
+        self._heard.touch()
         await self.connection.write_event(TranscriptStart(language=transcription.language).event())
         self._reader = asyncio.create_task(self._read(transcription), name="asr reader")
+        self._idle = asyncio.create_task(self._end_when_idle(transcription), name="asr idle bound")
+
+    async def _end_when_idle(self, transcription: Transcription) -> None:
+        """A client that stops sending audio gives its row back after `idle_seconds`."""
+        await self._heard.expired()
+        if self._transcription is transcription and not self._ended:
+            self._ended = True
+            await self.close()
+            await self.connection.send_error(f"no audio for {self._heard.seconds:g} s: the command ended",
+                                             "stream-idle")
 
     async def _chunk(self, chunk: AudioChunk) -> None:
         if self._ended:
@@ -84,6 +105,7 @@ class AsrService:
         if self._transcription is None:
             await self.connection.send_error("audio-chunk without audio-start", "no-audio-start")
             return
+        self._heard.touch()
         try:
             heard = self._transcription.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
         except AudioFormatError as err:
@@ -142,11 +164,12 @@ class AsrService:
         await self.connection.write_event(TranscriptStop().event())
 
     async def close(self) -> None:
-        transcription, reader, ending = self._transcription, self._reader, self._ending
-        self._transcription = self._reader = self._ending = None
-        if ending is not None and not ending.done() and ending is not asyncio.current_task():
-            ending.cancel()
-            await asyncio.gather(ending, return_exceptions=True)
+        transcription, reader, ending, idle = self._transcription, self._reader, self._ending, self._idle
+        self._transcription = self._reader = self._ending = self._idle = None
+        for task in (ending, idle):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if reader is not None and not reader.done():
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

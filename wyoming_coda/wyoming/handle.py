@@ -18,6 +18,7 @@ from wyoming.asr import Transcript
 from wyoming.event import Event
 from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
 
+from ..access import check_timed_proof, is_user_id
 from ..llm.base import ToolCall
 from ..personality import Personality
 from ..turn.conversation import Conversations
@@ -32,6 +33,8 @@ TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
 TOOL_TIMEOUT = 30.0
 HOUSEHOLD = "household"  # memory and personality of turns without a Home Assistant user
+ANONYMOUS = "anonymous"  # the profile of turns whose client does not prove the server's token
+ANONYMOUS_PREFIX = "anonymous:"  # their conversations never meet those of a proven client
 EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
 
 
@@ -44,6 +47,12 @@ def _context_problem(context: Any) -> str | None:
         return "context.tools must be a list of tool objects"
     if not isinstance(context.get("memory", True), bool):
         return "context.memory must be true or false"
+    user_id = context.get("user_id")
+    if user_id is not None and not is_user_id(user_id):
+        return "context.user_id must be 1 to 128 letters, digits or ._@:-"
+    conversation_id = context.get("conversation_id")
+    if conversation_id is not None and not (isinstance(conversation_id, str) and 0 < len(conversation_id) <= 128):
+        return "context.conversation_id must be a string of at most 128 characters"
     personality = context.get("personality")
     if personality is not None:
         if not isinstance(personality, dict):
@@ -55,14 +64,25 @@ def _context_problem(context: Any) -> str | None:
     return None
 
 
+def _anonymous(context: dict[str, Any]) -> dict[str, Any]:
+    """A request without the proof: no memory, no user's profile, a conversation of its own."""
+    conversation_id = context.get("conversation_id")
+    if conversation_id and not str(conversation_id).startswith(ANONYMOUS_PREFIX):
+        conversation_id = ANONYMOUS_PREFIX + str(conversation_id)
+    return {**context, "memory": False, "user_id": ANONYMOUS, "conversation_id": conversation_id}
+
+
 class HandleService:
     """Conversation turns for one connection."""
 
     def __init__(
         self, connection: Connection, turns: TurnRunner, conversations: Conversations, idle_timeout: float,
+        token: str,
     ) -> None:
         """`idle_timeout`: seconds after which a conversation without a turn ends (Home Assistant
-        never says goodbye)."""
+        never says goodbye); `token`: the server's, which a client proves to get a user's memory
+        and personality (the Wyoming port itself has no authentication)."""
+        self.token = token
         self.connection = connection
         self.turns = turns
         self.conversations = conversations
@@ -84,7 +104,15 @@ class HandleService:
             await self.connection.send_error(f"transcript: {problem}", "malformed-event")
             return
         await self.close()  # a new request replaces (barge-in) the one in progress
+        if not self._proven(transcript.text, context):
+            context = _anonymous(context)
         self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
+
+    def _proven(self, text: str, context: dict[str, Any]) -> bool:
+        """Whether the client proved the server's token for this request (the Coda integration
+        signs each transcript: docs/security.md)."""
+        return check_timed_proof(self.token, context.get("proof"), context.get("proof_time"), text,
+                                 str(context.get("user_id") or ""), str(context.get("conversation_id") or ""))
 
     async def _tool_result(self, data: dict[str, Any]) -> None:
         future = self._pending.pop(str(data.get("id")), None)

@@ -17,6 +17,7 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 
+from ..aio import IdleBound
 from ..metrics import Metrics
 from .connection import Connection, Service
 from .protocol import FatalProtocolError, RecoverableProtocolError, data_problem, read_event
@@ -36,18 +37,25 @@ class CodaEventHandler(AsyncEventHandler):
         services: ServiceFactory,
         info: Callable[[], Info],
         metrics: Metrics,
+        idle_seconds: float = 600.0,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """`idle_seconds`: a connection that neither sends nor receives an event this long is
+        closed; `on_close`: called once the connection is over."""
         super().__init__(reader, writer)
         self.services = services(self)
         self._info = info
         self._write_lock = asyncio.Lock()
         self._metrics = metrics
         self._metrics.connection("wyoming", +1)
+        self._active = IdleBound(idle_seconds)
+        self._on_close = on_close
 
     async def write_event(self, event: Event) -> None:
         """Send an event; services writing from several tasks never interleave bytes."""
         async with self._write_lock:
             await super().write_event(event)
+        self._active.touch()
 
     async def send_error(self, text: str, code: str) -> None:
         """Send a Wyoming `error` event, ignoring a client that is already gone."""
@@ -59,10 +67,12 @@ class CodaEventHandler(AsyncEventHandler):
     async def run(self) -> None:
         """Read events until the client leaves, the server stops or the framing breaks."""
         self._is_running = True
+        watchdog = asyncio.create_task(self._close_when_idle(), name="wyoming idle bound")
         try:
             while self._is_running:
                 try:
                     event = await read_event(self.reader)
+                    self._active.touch()
                     if event is None or not await self.handle_event(event):
                         break
                 except RecoverableProtocolError as err:
@@ -76,8 +86,16 @@ class CodaEventHandler(AsyncEventHandler):
                 except ConnectionError:
                     break
         finally:
+            watchdog.cancel()
             await self.disconnect()
             self.writer.close()
+            if self._on_close is not None:
+                self._on_close()
+
+    async def _close_when_idle(self) -> None:
+        await self._active.expired()
+        _LOGGER.info("Closing a Wyoming connection idle for %g s", self._active.seconds)
+        self.writer.close()
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):

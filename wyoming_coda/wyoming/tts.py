@@ -21,7 +21,9 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
+from ..aio import IdleBound
 from ..audio import SAMPLE_RATE, float_to_s16
+from ..engines.batching import EngineBusyError
 from ..engines.tts import UnknownVoiceError
 from ..metrics import Metrics
 from ..speak.pipeline import Speaker, SpeakingPipeline
@@ -40,9 +42,13 @@ class TtsService:
 
     def __init__(
         self, connection: Connection, speaker: Speaker, metrics: Metrics, moshi_answers: RecentAudio | None,
+        idle_seconds: float = 10.0,
     ) -> None:
         """`moshi_answers`: Moshi's recent answers in pipeline turns, spoken in its own voice
-        (None: Moshi is not loaded)."""
+        (None: Moshi is not loaded); `idle_seconds`: a streamed synthesis whose text stops
+        coming this long ends (its TTS row is given back once the text so far is spoken)."""
+        self._text_in = IdleBound(idle_seconds)  # touched by each piece of streamed text
+        self._idle: asyncio.Task[None] | None = None
         self.connection = connection
         self.speaker = speaker
         self.metrics = metrics
@@ -78,6 +84,8 @@ class TtsService:
                 # the text may be one of Moshi's answers: speak nothing until it cannot be
                 self._stream.hold = self._may_be_moshi_answer("")
                 self._task = asyncio.create_task(self._speak_stream(self._stream))
+                self._text_in.touch()
+                self._idle = asyncio.create_task(self._end_when_idle(self._stream), name="tts idle bound")
         elif SynthesizeChunk.is_type(event.type):
             await self._stream_text(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
@@ -117,6 +125,7 @@ class TtsService:
             await self.connection.send_error("synthesize-chunk without synthesize-start", "no-synthesize-start")
             return
         self._streamed += text
+        self._text_in.touch()
         if len(self._streamed) > MAX_TEXT_CHARS:
             await self.connection.send_error(
                 f"synthesize-chunk: streamed text exceeds {MAX_TEXT_CHARS} characters", "text-too-long"
@@ -135,9 +144,21 @@ class TtsService:
         try:
             await speech.start()
             await self._block(speech.frames(), open_on_first_frame=True)
+        except EngineBusyError as err:
+            await self.connection.send_error(f"synthesize-start: {err}", "busy")
+            return
         finally:
             await speech.close()
         await self._write(SynthesizeStopped().event())
+
+    async def _end_when_idle(self, speech: SpeakingPipeline) -> None:
+        """A streamed synthesis whose text stops coming ends after `idle_seconds`."""
+        await self._text_in.expired()
+        if self._stream is speech:
+            self._stream = None
+            speech.end()
+            await self.connection.send_error(f"no text for {self._text_in.seconds:g} s: the synthesis ended",
+                                             "stream-idle")
 
     async def _block(self, frames: AsyncGenerator[np.ndarray, None], open_on_first_frame: bool = False) -> None:
         """audio-start, one audio-chunk per frame as it comes, audio-stop (also when cancelled)."""
@@ -157,7 +178,20 @@ class TtsService:
                 await self._write(AudioStop(timestamp=sent_ms).event())
 
     async def _speak_whole(self, voice: str | None, text: str) -> None:
-        await self._block(self.speaker.speech(voice).say(text))
+        """One audio block; the TTS row is taken before it opens (or a `busy` error instead)."""
+        speech = self.speaker.speech(voice)
+        try:
+            frames = speech.say(text)  # blank text says nothing and takes no row
+            if text.strip():
+                speech.push(text)
+                speech.end()
+                await speech.start()
+                frames = speech.frames()
+            await self._block(frames)
+        except EngineBusyError as err:
+            await self.connection.send_error(f"synthesize: {err}", "busy")
+        finally:
+            await speech.close()
 
     async def _play(self, frames: list[np.ndarray], streaming: bool) -> None:
         """One of Moshi's answers, in its own voice, as one audio block."""
@@ -183,10 +217,11 @@ class TtsService:
     async def _cancel(self) -> None:
         """Stop the synthesis in progress (barge-in or a new request)."""
         self._stream = None
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._idle, self._task):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._idle = self._task = None
 
     async def close(self) -> None:
         await self._cancel()
