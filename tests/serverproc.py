@@ -75,9 +75,13 @@ class ServerProcess:
         in its data directory."""
         if "--http-token" in self.args:
             return self.args[self.args.index("--http-token") + 1]
-        data_dir = self.args[len(self.args) - 1 - self.args[::-1].index("--data-dir") + 1]  # the last one wins
-        path = Path(data_dir) / "http-token"
+        path = self.data_path / "http-token"
         return path.read_text().strip() if path.is_file() else ""
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory the server uses: the last --data-dir given (a test may pass its own)."""
+        return Path(self.args[len(self.args) - self.args[::-1].index("--data-dir")])
 
     def signed(self, text: str, context: dict | None) -> dict:
         """`context` with the proof of the server's token a handle request carries to get a
@@ -125,7 +129,7 @@ class ServerProcess:
     @property
     def server_id(self) -> str:
         """The stable id the server keeps in its data directory."""
-        return (self.data_dir / "server_id").read_text().strip()
+        return (self.data_path / "server_id").read_text().strip()
 
     def client(self) -> AsyncTcpClient:
         return AsyncTcpClient("127.0.0.1", self.port)

@@ -205,7 +205,8 @@ async def test_screenshots_of_a_real_home_assistant(
                 flow = await response.json()
             async with session.post(
                     f"{home_assistant.url}/api/config/config_entries/flow/{flow['flow_id']}", headers=api,
-                    json={"host": "127.0.0.1", "port": coda_server.port, "http_port": coda_server.http_port},
+                    json={"host": "127.0.0.1", "port": coda_server.port, "http_port": coda_server.http_port,
+                          "token": coda_server.token},
             ) as response:
                 created = await response.json()
             assert created["type"] == "create_entry", created

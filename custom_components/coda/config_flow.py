@@ -3,6 +3,7 @@ added; options for the conversation agent."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
@@ -127,8 +128,8 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, server_id)
         if entry is not None and _connection(entry.data) != self._discovered:
             # a known server at a new address: it moves only if it proves it holds the entry's token
-            client = CodaClient(async_get_clientsession(self.hass), discovery_info.host, discovery_info.port,
-                                http_port, entry.data.get(CONF_TOKEN))
+            client = CodaClient(async_get_clientsession(self.hass), discovery_info.host,
+                                self._discovered[CONF_PORT], http_port, entry.data.get(CONF_TOKEN))
             try:
                 await client.async_prove_identity(server_id)
             except CodaError as err:
@@ -210,7 +211,7 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-def _connection(data: dict[str, Any]) -> dict[str, Any]:
+def _connection(data: Mapping[str, Any]) -> dict[str, Any]:
     return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_HTTP_PORT)}
 
 
