@@ -123,7 +123,7 @@ async def test_the_server_ends_the_command_while_audio_streams(start_with_head, 
 
 async def test_a_pause_the_head_calls_unfinished_does_not_end_the_command(start_with_head, head: Path,
                                                                           speech_dir: Path) -> None:
-    server = start_with_head()
+    server = start_with_head(end_of_turn_max_pause_ms=3000)  # a head trusted through long pauses
     first, second = pcm(speech_dir / "s1.wav"), pcm(speech_dir / "s2.wav")
     audio = np.concatenate([first, silence(1.5), second, silence(2.0)])  # a pause longer than the VAD's 0.7 s
     second_starts = (len(first) + int(1.5 * RATE)) // CHUNK
@@ -140,6 +140,12 @@ async def test_a_pause_the_head_calls_unfinished_does_not_end_the_command(start_
     cut = await stream(server, audio)
     assert cut.transcript_at < second_starts
     assert counter(server, "silence") == 1
+
+    head.write_text("0")  # by default an unsure head holds a pause at most 1 s: close to a 0.7 s timer
+    bounded = start_with_head()
+    unsure = await stream(bounded, audio, lambda _chunk: head.write_text("0"))
+    assert unsure.transcript_at < second_starts
+    assert counter(bounded, "pause") == 1
 
 
 async def test_no_speech_and_length_bounds(start_with_head, head: Path, speech_dir: Path) -> None:

@@ -259,6 +259,8 @@ async def test_turn_options_from_the_client(start_server, ollama: OllamaDouble, 
             await client.write_event(Transcript(text="hi", context=context).event())
             error = await asyncio.wait_for(client.read_event(), 10)
             assert error.type == "error" and error.data["code"] == "malformed-event", error
+            end = await asyncio.wait_for(client.read_event(), 1)  # the turn ends: no client waits for nothing
+            assert end.type == "not-handled" and end.data["text"] == error.data["text"]
     assert len(ollama.requests) == asked
 
 
@@ -328,8 +330,8 @@ async def test_malformed_tools_and_unknown_results(start_server, ollama: OllamaD
     async with server.client() as client:
         await client.write_event(Transcript(text="hi", context={"tools": "nope"}).event())
         await client.write_event(Event("coda-tool-result", {"id": "call_nope", "result": 1}))
-        first, second = await client.read_event(), await client.read_event()
-    assert (first.data["code"], second.data["code"]) == ("malformed-event", "unknown-tool-call")
+        first, end, second = await client.read_event(), await client.read_event(), await client.read_event()
+    assert (first.data["code"], end.type, second.data["code"]) == ("malformed-event", "not-handled", "unknown-tool-call")
 
 
 async def test_real_llm_runtime_through_the_handle_service(start_server, tmp_path: Path) -> None:

@@ -213,3 +213,32 @@ def test_a_moshirag_reference_stream_needs_the_moshi_rag_build(tiny_hub) -> None
         retrieval_trigger(real)
     _, token = retrieval_trigger(resolve_checkpoint("kyutai/moshika-pytorch-bf16", "moshi"))
     assert token is None
+
+
+async def test_a_silent_moshi_still_answers(tiny_hub, tmp_path: Path) -> None:
+    """A pipeline turn in which Moshi finds nothing to say (its text forced to padding here) ends
+    with a short spoken answer, not an error that Home Assistant would read as an outage."""
+    from wyoming_coda import MoshiConfig, ServerConfig, VoiceConfig, VoiceManager
+    from wyoming_coda.engines.lm import NO_TEXT
+    from wyoming_coda.turn.events import AudioOut, TurnDone
+    from wyoming_coda.turn.runner import MOSHI_SILENT
+
+    manager = VoiceManager(VoiceConfig(
+        device="cpu", mode="moshi_only", moshi=MoshiConfig(reply_max_seconds=2.0, external_llm_enabled=False),
+        server=ServerConfig(data_dir=str(tmp_path / "data"))))
+    await manager.initialize()
+    engine = await manager.store.moshi()
+
+    def padding_only(logits: torch.Tensor) -> None:
+        logits[..., :] = -1e4
+        logits[..., NO_TEXT[1]] = 1e4
+
+    engine._lm_gen.on_text_logits_hook = padding_only
+    try:
+        conversation_id = await manager.start_conversation()
+        events = [e async for e in manager.process_text(conversation_id, "hello there", speak=True)]
+    finally:
+        await manager.close()
+    done = events[-1]
+    assert isinstance(done, TurnDone) and (done.text, done.error) == (MOSHI_SILENT, None)
+    assert any(isinstance(e, AudioOut) for e in events)  # said by Kyutai TTS

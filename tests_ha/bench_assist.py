@@ -6,6 +6,7 @@ test double) in every row; the rows differ in speech-to-text, text-to-speech and
 command:
 
 - Coda, the server ends the command (its end-of-turn head);
+- Coda, the server ends the command with a head that stays unsure (the pause bound ends it);
 - Coda, the server ends the command without the head (Silero VAD's silence);
 - Coda, Home Assistant's timer ends it (`--no-end-of-turn`, today's behaviour);
 - wyoming-faster-whisper (Whisper tiny.en) + wyoming-piper, Home Assistant's timer (the setup
@@ -144,10 +145,12 @@ async def test_assist_turn(hass: HomeAssistant, coda_server_factory: Any, ollama
 
     hass.config.config_dir = str(tmp_path)
     double = {"PYTHONPATH": str(ROOT / "tests" / "headdouble")}
-    head, no_head = tmp_path / "head", tmp_path / "no-head"
+    head, no_head, unsure_head = tmp_path / "head", tmp_path / "no-head", tmp_path / "unsure-head"
     head.write_text("0")
     no_head.write_text("absent")
+    unsure_head.write_text("0")  # never "done": the pause bound (end_of_turn_max_pause_ms) decides
     own = coda_server_factory(extra_env={**double, "CODA_TEST_END_OF_TURN": str(head)})
+    unsure = coda_server_factory(extra_env={**double, "CODA_TEST_END_OF_TURN": str(unsure_head)})
     vad_only = coda_server_factory(extra_env={**double, "CODA_TEST_END_OF_TURN": str(no_head)})
     timer = coda_server_factory("--no-end-of-turn")
     whisper_port, piper_port = free_port(), free_port()
@@ -156,6 +159,8 @@ async def test_assist_turn(hass: HomeAssistant, coda_server_factory: Any, ollama
         await setup_coda(hass, own)  # the agent of every row
         rows = {
             "Coda, server end of turn (head)": (await _pipeline(hass, "own", own.port, own.port), head),
+            "Coda, server end of turn (unsure head)": (await _pipeline(hass, "unsure", unsure.port, unsure.port),
+                                                       None),
             "Coda, server end of turn (VAD only)": (await _pipeline(hass, "vad", vad_only.port, vad_only.port), None),
             "Coda, Home Assistant's timer": (await _pipeline(hass, "timer", timer.port, timer.port), None),
             "faster-whisper + piper, HA's timer": (await _pipeline(hass, "peers", whisper_port, piper_port,
@@ -190,6 +195,9 @@ def _report(results: dict[str, list[dict[str, float]]]) -> None:
         print(f"  {label:<38} {stages['transcript']:10.0f} {stages['first_text']:12.0f} "
               f"{stages['first_audio']:12.0f} {stages['first_audio'] / coda:7.2f}")
     share = coda - medians["Coda, server end of turn (head)"]["transcript"]
+    unsure = medians["Coda, server end of turn (unsure head)"]["first_audio"]
+    vad = medians["Coda, server end of turn (VAD only)"]["first_audio"]
     print(f"\n  server end of turn / Home Assistant's timer (first audio)   {coda / timer:5.2f}   (goal <= 0.40)")
+    print(f"  unsure head / VAD only (first audio)                        {unsure / vad:5.2f}   (goal <= 1.50)")
     print(f"  transcript -> first audio, Coda with its own end of turn    {share:5.0f} ms")
     print("  tiny random checkpoints; the head row's head is a stand-in that says 'done' at the end of the words")

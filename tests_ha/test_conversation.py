@@ -146,3 +146,19 @@ async def test_tool_rounds_are_bounded(hass: HomeAssistant, coda_server_factory:
     assert result.response.speech["plain"]["speech"] == "The answer needed more tool calls than allowed."
     assert len(ollama.requests) == MAX_TOOL_ROUNDS + 1  # the agent hung up after its last round
     assert hass.states.get("light.bed_light").state == STATE_ON
+
+
+async def test_a_refused_request_ends_the_turn_at_once(hass: HomeAssistant, coda_server: Any, ollama: Any) -> None:
+    """A request the server refuses (here a tone it does not know) ends the turn with the server's
+    `error` event: a translated answer at once, never Home Assistant's 60 s silence timeout, and
+    the server stays available."""
+    import asyncio
+
+    await setup_coda(hass, coda_server, {"tone": "grumpy"})
+    async with asyncio.timeout(5):
+        result = await _ask(hass, "hello")
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+    assert result.response.speech["plain"]["speech"] == "The Coda Voice server could not take that request."
+    assert not ollama.requests
+    entity = hass.states.get("conversation.coda_voice")
+    assert entity is not None and entity.state != STATE_UNAVAILABLE

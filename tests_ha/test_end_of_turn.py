@@ -111,7 +111,8 @@ async def test_a_pause_the_head_calls_unfinished_and_the_bounds(
     hass: HomeAssistant, coda_server_factory: Any, speech: Path, tmp_path: Path
 ) -> None:
     head, config = tmp_path / "score", tmp_path / "coda.yaml"
-    config.write_text("voice_processing:\n  stt:\n    no_speech_timeout: 1.0\n    max_command_seconds: 6.0\n")
+    config.write_text("voice_processing:\n  stt:\n    no_speech_timeout: 1.0\n    max_command_seconds: 6.0\n"
+                      "    end_of_turn_max_pause_ms: 3000\n")  # a head trusted through the 1.5 s pause
     server = await _server(coda_server_factory, head, "--config", str(config))
     pipeline_id = await _coda_pipeline(hass, server, tmp_path)
     words = _pcm(speech)[: int(1.4 * RATE)]

@@ -80,3 +80,32 @@ async def test_diagnostics_redact_the_token(hass: HomeAssistant, coda_server_fac
     assert diagnostics["entry"]["data"]["token"] == "**REDACTED**"
     assert "living-room-secret" not in repr(diagnostics)
     await wait_for(lambda: entry.runtime_data.coordinator.pushing)  # the event stream takes the token too
+
+
+async def test_every_sensor_has_a_value_after_voice_turns(
+    hass: HomeAssistant, coda_server: Any, ollama: Any, speech: Any, tmp_path: Any
+) -> None:
+    """Two voice turns through a real Assist pipeline (Coda STT and TTS through Home Assistant's
+    wyoming integration, the Coda agent): every Coda sensor then has a value, and the speech
+    figures are plausible — 0 < TTS first audio <= voice to voice, both under a turn's wall time."""
+    import time
+
+    from tests.ollama_double import Reply
+
+    from .test_pipeline import ANSWER, _coda_pipeline, _run
+
+    pipeline_id = await _coda_pipeline(hass, coda_server, tmp_path)
+    ollama.default = Reply(text=ANSWER)
+    walls = []
+    for _ in range(2):
+        started = time.monotonic()
+        await _run(hass, pipeline_id, speech)
+        walls.append((time.monotonic() - started) * 1000)
+    coda = [e for e in er.async_entries_for_config_entry(er.async_get(hass), hass.config_entries.async_entries(
+        DOMAIN)[0].entry_id) if e.domain in ("sensor", "binary_sensor")]
+    await wait_for(lambda: all(hass.states.get(e.entity_id).state not in ("unknown", STATE_UNAVAILABLE)
+                               for e in coda), timeout=30)
+    value = {key: float(hass.states.get(_entity_id(hass, coda_server, key)).state)
+             for key in ("tts_first_audio_mean", "tts_first_audio_p95", "voice_to_voice_mean", "voice_to_voice_p95")}
+    assert 0 < value["tts_first_audio_mean"] <= value["voice_to_voice_mean"] < max(walls)
+    assert 0 < value["tts_first_audio_p95"] <= value["voice_to_voice_p95"] < max(walls)

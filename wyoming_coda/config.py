@@ -198,8 +198,9 @@ class STTConfig:
     end_of_turn_silence_ms: int = option(700, vol.All(int, vol.Range(min=100, max=10000)),
                                          "without the head: silence after speech that ends the command (VAD)")
     end_of_turn_max_pause_ms: int = option(
-        3000, vol.All(int, vol.Range(min=100, max=30000)),
-        "with the head: a silence this long ends the command even when the head says the user is not done")
+        1000, vol.All(int, vol.Range(min=100, max=30000)),
+        "with the head: a silence this long ends the command even when the head says the user is not done (close "
+        "to Home Assistant's own 0.7 s timer, so an unsure head never costs much more)")
     no_speech_timeout: float = option(8.0, vol.All(vol.Coerce(float), vol.Range(min=0.5, max=120)),
                                       "seconds of audio without speech after which a command ends empty")
     max_command_seconds: float = option(15.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),

@@ -78,11 +78,11 @@ class CodaServer:
         m = self.manager
         return [
             AsrService(connection, m.transcriber, m.metrics, m.events, self.config.stt.end_of_turn,
-                       self.config.server.stream_idle_seconds),
+                       self.config.server.stream_idle_seconds, m.answer_clock),
             TtsService(connection, m.speaker, m.metrics, m.moshi.answers if m.moshi is not None else None,
-                       self.config.server.stream_idle_seconds),
+                       self.config.server.stream_idle_seconds, m.answer_clock),
             HandleService(connection, m.turns, m.conversations, self.config.integration.conversation_timeout,
-                          self.token),
+                          self.token, m.answer_clock),
         ]
 
     def side_parts(self) -> SideParts:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 from wyoming.asr import Transcript
 from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
@@ -95,6 +96,7 @@ class TurnEnd:
     text: str
     handled: bool  # False: the server could not answer; `text` says why
     conversation_id: str | None
+    refused: bool = False  # the server answered the request with an `error` event (`text`: why)
 
 
 TurnEvent = TextDelta | ToolCallRequest | TurnEnd
@@ -310,6 +312,11 @@ class CodaTurn:
                 arguments = data.get("arguments")
                 yield ToolCallRequest(str(data.get("id")), str(data.get("name")),
                                       arguments if isinstance(arguments, dict) else {})
+                return
+            elif Error.is_type(event.type):  # the server refused the request: the turn is over
+                data = event.data or {}
+                _LOGGER.warning("The server refused a turn: %s (%s)", data.get("text"), data.get("code"))
+                yield TurnEnd(str(data.get("text") or ""), False, None, refused=True)
                 return
             elif Handled.is_type(event.type) or NotHandled.is_type(event.type):
                 context = (event.data or {}).get("context") or {}

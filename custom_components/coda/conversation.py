@@ -23,6 +23,7 @@ from .llm_tools import plain_json, tool_definitions
 FALLBACK_MESSAGES = {  # when the translations cannot be read
     "server_unavailable": "The Coda Voice server cannot be reached right now.",
     "too_many_tool_calls": "The answer needed more tool calls than allowed.",
+    "request_refused": "The Coda Voice server could not take that request.",
 }
 
 
@@ -120,6 +121,8 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
             return await self._error_result(user_input, chat_log, "server_unavailable")
         if end is None:
             return await self._error_result(user_input, chat_log, "too_many_tool_calls")
+        if end.refused:  # a request the server could not take: said in the user's language
+            return await self._error_result(user_input, chat_log, "request_refused")
         if not end.handled:
             return await self._error_result(user_input, chat_log, None, end.text)
         return conversation.async_get_result_from_chat_log(user_input, chat_log)

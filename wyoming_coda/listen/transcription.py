@@ -32,7 +32,7 @@ class EndOfTurnRules:
     smoothing: int = 4
     ignore: int = 12
     silence_ms: int = 700
-    max_pause_ms: int = 3000
+    max_pause_ms: int = 1000
     no_speech_ms: int = 8000
     max_command_ms: int = 15000
 

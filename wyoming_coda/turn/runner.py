@@ -38,6 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
 TURN_FAILED = "Sorry, something went wrong on my side."
+MOSHI_SILENT = "Sorry, I didn't catch that."  # Moshi found nothing to say: an answer, not an outage
 
 
 class MemoryManager(Protocol):
@@ -131,7 +132,7 @@ class TurnRunner:
         if route.name == "fallback":
             events = self._fallback(route, speech)
         elif route.name == "moshi" and self.moshi is not None:
-            events = self._moshi(self.moshi, route, text, options.speak)
+            events = self._moshi(self.moshi, route, text, options.speak, speech)
         else:
             events = run_turn(self.llm, await self._request(conversation, text, route, options, speech))
         start = time.monotonic()
@@ -213,10 +214,11 @@ class TurnRunner:
         yield TurnDone(FALLBACK_ANSWER, route.name, "llm-unavailable")
 
     async def _moshi(
-        self, moshi: MoshiTurns, route: Route, text: str, speak: bool
+        self, moshi: MoshiTurns, route: Route, text: str, speak: bool, speech: SpeakingPipeline
     ) -> AsyncGenerator[TurnEvent, None]:
         """Moshi answers from the user's audio of this utterance (typed text: from Kyutai TTS's
-        reading of it); its audio is kept for `coda-tts` to play when asked for these words."""
+        reading of it); its audio is kept for `coda-tts` to play when asked for these words. When
+        Moshi finds nothing to say, the turn still gets a short spoken answer."""
         start = time.monotonic()
         heard = moshi.heard.take(text)
         if heard is None:
@@ -224,7 +226,11 @@ class TurnRunner:
         reply = await moshi.reply(heard)
         timings = {"moshi_answer": time.monotonic() - start}
         if not reply.text:
-            yield TurnDone("", route.name, "moshi-silent", timings)
+            yield TextDelta(MOSHI_SILENT)
+            async with contextlib.aclosing(speech.say(MOSHI_SILENT)) as frames:
+                async for frame in frames:
+                    yield AudioOut(frame)
+            yield TurnDone(MOSHI_SILENT, route.name, None, timings)
             return
         yield TextDelta(reply.text)
         if speak:

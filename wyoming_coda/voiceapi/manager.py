@@ -30,6 +30,7 @@ from ..models.registry import EngineRegistry
 from ..models.store import ModelStore
 from ..personality import Personality, PersonalityStore
 from ..speak.pipeline import Speaker, SpeakingPipeline
+from ..turn.answer_clock import AnswerClock
 from ..turn.conversation import Conversations
 from ..turn.events import AudioOut, ToolAnswered, TurnDone, TurnEvent
 from ..turn.homelink import HomeLinks
@@ -85,6 +86,7 @@ class VoiceManager:
         )
         self.memory = MemoryStore(data_dir / "memory.db", config.memory.keep_turns_days) if config.integration.memory_enabled else None
         self.timers = TimerBells(self.events)
+        self.answer_clock = AnswerClock(self.metrics)  # voice to voice of pipeline turns
         self.local_tools = LocalTools(on_timer=self.timers.ring)
         self.moshi = (MoshiTurns(self.store, self.speaker, config.moshi.reply_max_seconds,
                                  config.server.row_wait_seconds)

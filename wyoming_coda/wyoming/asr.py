@@ -11,6 +11,7 @@ audio-stop first gets its transcript then, as without the option."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from wyoming.asr import (
     Transcribe,
@@ -29,6 +30,7 @@ from ..engines.batching import EngineBusyError
 from ..events import EventBus, TranscriptEvent
 from ..listen.transcription import TextPiece, Transcriber, Transcription, VoiceActivity
 from ..metrics import Metrics
+from ..turn.answer_clock import AnswerClock
 from .connection import Connection
 
 EVENT_TYPES = frozenset(
@@ -41,10 +43,12 @@ class AsrService:
 
     def __init__(
         self, connection: Connection, transcriber: Transcriber, metrics: Metrics, events: EventBus,
-        ends_commands: bool, idle_seconds: float = 10.0,
+        ends_commands: bool, idle_seconds: float = 10.0, clock: AnswerClock | None = None,
     ) -> None:
         """`ends_commands`: the server ends a command itself (`stt.end_of_turn`); `idle_seconds`:
-        a command whose audio stops coming this long ends, giving its STT row back."""
+        a command whose audio stops coming this long ends, giving its STT row back; `clock`: where
+        the end of each command is noted (voice to voice of its answer)."""
+        self.clock = clock
         self.connection = connection
         self.transcriber = transcriber
         self.metrics = metrics
@@ -150,6 +154,7 @@ class AsrService:
         """The final transcript: flush the model's delay (faster than real time), then send it
         (empty when the command ended without speech: words the model wrote then are noise)."""
         self._ended = True
+        ended_at = time.monotonic()
         transcription, reader = self._transcription, self._reader
         if transcription is None or reader is None:
             await self.connection.send_error("audio-stop without audio-start", "no-audio-start")
@@ -160,6 +165,8 @@ class AsrService:
         finally:
             await self.close()
         text = "" if reason == "no-speech" else transcription.text
+        if self.clock is not None:
+            self.clock.command_ended(text, ended_at)
         await self.connection.write_event(Transcript(text=text, language=transcription.language).event())
         await self.connection.write_event(TranscriptStop().event())
 

@@ -21,6 +21,7 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 from ..access import check_timed_proof, is_user_id
 from ..llm.base import ToolCall
 from ..personality import Personality
+from ..turn.answer_clock import AnswerClock
 from ..turn.conversation import Conversations
 from ..turn.events import TextDelta, TurnDone
 from ..turn.runner import TurnOptions, TurnRunner
@@ -77,12 +78,14 @@ class HandleService:
 
     def __init__(
         self, connection: Connection, turns: TurnRunner, conversations: Conversations, idle_timeout: float,
-        token: str,
+        token: str, clock: AnswerClock | None = None,
     ) -> None:
         """`idle_timeout`: seconds after which a conversation without a turn ends (Home Assistant
         never says goodbye); `token`: the server's, which a client proves to get a user's memory
-        and personality (the Wyoming port itself has no authentication)."""
+        and personality (the Wyoming port itself has no authentication); `clock`: where a spoken
+        command's answer is noted (voice to voice)."""
         self.token = token
+        self.clock = clock
         self.connection = connection
         self.turns = turns
         self.conversations = conversations
@@ -100,8 +103,9 @@ class HandleService:
         transcript = Transcript.from_event(event)
         context = transcript.context or {}
         problem = _context_problem(context)
-        if problem:
+        if problem:  # the turn still ends: a client that reads only `handled` / `not-handled` waits for nothing
             await self.connection.send_error(f"transcript: {problem}", "malformed-event")
+            await self.connection.write_event(NotHandled(text=f"transcript: {problem}").event())
             return
         await self.close()  # a new request replaces (barge-in) the one in progress
         if not self._proven(transcript.text, context):
@@ -150,8 +154,11 @@ class HandleService:
         done: TurnDone | None = None
         options = TurnOptions(tools=tools, extra_prompt=context.get("extra_system_prompt"), language=language,
                               memory=context.get("memory", True), personality=context.get("personality"))
+        pending = self.clock.answering(text) if self.clock is not None else None
         async for event in self.turns.answer(conversation_id, text, options):
             if isinstance(event, TextDelta):
+                if pending is not None:
+                    pending.text += event.text
                 await self.connection.write_event(HandledChunk(text=event.text).event())
             elif isinstance(event, TurnDone):
                 done = event

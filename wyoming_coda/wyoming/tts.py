@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..engines.batching import EngineBusyError
 from ..engines.tts import UnknownVoiceError
 from ..metrics import Metrics
 from ..speak.pipeline import Speaker, SpeakingPipeline
+from ..turn.answer_clock import AnswerClock
 from ..turn.moshi_turns import RecentAudio
 from .connection import Connection
 
@@ -42,11 +44,15 @@ class TtsService:
 
     def __init__(
         self, connection: Connection, speaker: Speaker, metrics: Metrics, moshi_answers: RecentAudio | None,
-        idle_seconds: float = 10.0,
+        idle_seconds: float = 10.0, clock: AnswerClock | None = None,
     ) -> None:
         """`moshi_answers`: Moshi's recent answers in pipeline turns, spoken in its own voice
         (None: Moshi is not loaded); `idle_seconds`: a streamed synthesis whose text stops
-        coming this long ends (its TTS row is given back once the text so far is spoken)."""
+        coming this long ends (its TTS row is given back once the text so far is spoken); `clock`:
+        where the first audio of a pipeline turn's answer is noted (voice to voice)."""
+        self.clock = clock
+        self._requested_at = time.monotonic()  # of the synthesis in progress
+        self._whole_text: str | None = None  # its text, when it came whole (else `_streamed`)
         self._text_in = IdleBound(idle_seconds)  # touched by each piece of streamed text
         self._idle: asyncio.Task[None] | None = None
         self.connection = connection
@@ -72,6 +78,7 @@ class TtsService:
                 )
                 return
             await self._cancel()
+            self._requested_at, self._whole_text = time.monotonic(), synthesize.text
             moshi = self._moshi_answer(synthesize.text)
             if moshi is not None:
                 self._task = asyncio.create_task(self._play(moshi, streaming=False))
@@ -79,6 +86,7 @@ class TtsService:
                 self._task = asyncio.create_task(self._speak_whole(voice, synthesize.text))
         elif SynthesizeStart.is_type(event.type):
             await self._cancel()
+            self._requested_at, self._whole_text = time.monotonic(), None
             if (voice := await self._check_voice(SynthesizeStart.from_event(event).voice)) != "":
                 self._stream, self._streamed = self.speaker.speech(voice), ""
                 # the text may be one of Moshi's answers: speak nothing until it cannot be
@@ -172,10 +180,19 @@ class TtsService:
                     if not started:
                         await self._write(AudioStart(rate=SAMPLE_RATE, width=2, channels=1).event())
                         started = True
+                    if not sent_ms:
+                        self._first_audio()
                     sent_ms = await self._send_frame(frame, sent_ms)
         finally:
             if started:
                 await self._write(AudioStop(timestamp=sent_ms).event())
+
+    def _first_audio(self) -> None:
+        """The synthesis' first audio goes out: TTS first audio (from the request), and voice to
+        voice when it speaks a pipeline turn's answer."""
+        self.metrics.observe("tts_first_audio", time.monotonic() - self._requested_at)
+        if self.clock is not None:
+            self.clock.first_audio(self._whole_text if self._whole_text is not None else self._streamed)
 
     async def _speak_whole(self, voice: str | None, text: str) -> None:
         """One audio block; the TTS row is taken before it opens (or a `busy` error instead)."""
