@@ -453,3 +453,18 @@ async def test_satellites_without_a_user_share_the_household_memory(start_server
     assert "The user's name is Dana" in ollama.requests[-1]["messages"][0]["content"]  # one household
     await handle_turn(server, "what is my name", context={"user_id": "someone", "satellite_id": "kitchen"})
     assert "Dana" not in ollama.requests[-1]["messages"][0]["content"]  # a Home Assistant user has their own
+
+
+async def test_moshi_only_sends_device_commands_to_the_llm(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
+    """Moshi cannot act: in moshi_only mode a device command that comes with the client's tools
+    goes to the LLM (when the server has one), and /healthz says whether turns can act at all."""
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "kitchen"})]), Reply(text="The kitchen is lit.")]
+    server = start_server("--mode", "moshi_only", "--llm-url", ollama.url)
+    events = await handle_turn(server, "turn on the kitchen light", context={"tools": [TURN_ON]},
+                               answer_tool=lambda call: {"result": {"success": [call["arguments"]["name"]]}})
+    assert events[-1].type == "handled" and events[-1].data["text"] == "The kitchen is lit."
+    assert [e.data["name"] for e in events if e.type == "coda-tool-call"] == ["HassTurnOn"]
+    assert server.http_get("/healthz")[1]["device_control"] is True
+    silent = config_file(tmp_path, voice_processing={"moshi": {"external_llm_enabled": False}})
+    without_llm = start_server("--mode", "moshi_only", "--config", silent)
+    assert without_llm.http_get("/healthz")[1]["device_control"] is False

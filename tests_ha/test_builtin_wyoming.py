@@ -61,6 +61,9 @@ async def test_stt_tts_and_conversation_entities(
     # a streamed WAV (Home Assistant 2026.x) leaves the header's length at 0: count what follows it
     assert len(data) - data.index(b"data") - 8 > 1920 * 2  # more than one 80 ms frame
 
+    # this agent is the server's plain handle program: its name says it is chat only (no tools,
+    # no memory: Home Assistant's wyoming client cannot prove the server's token)
+    assert "chat only" in (hass.states.get(ids["conversation"]).name or "").replace("-", " ")
     ollama.script = [Reply(text="The kitchen light is on.")]
     response = await conversation.async_converse(hass, "turn on the kitchen light", None, Context(),
                                                  agent_id=ids["conversation"])

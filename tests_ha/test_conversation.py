@@ -13,6 +13,7 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import intent
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -162,3 +163,23 @@ async def test_a_refused_request_ends_the_turn_at_once(hass: HomeAssistant, coda
     assert not ollama.requests
     entity = hass.states.get("conversation.coda_voice")
     assert entity is not None and entity.state != STATE_UNAVAILABLE
+
+
+async def test_moshi_only_claims_device_control_only_with_an_llm(
+    hass: HomeAssistant, coda_server_factory: Any, tmp_path: Path
+) -> None:
+    """A moshi_only server sends device commands to its LLM, so the agent controls devices; one
+    without an LLM cannot act, and the agent does not claim it can."""
+    config = tmp_path / "coda.yaml"
+    config.write_text("voice_processing:\n  moshi:\n    external_llm_enabled: false\n")
+    server = coda_server_factory("--mode", "moshi_only", "--config", str(config))
+    await setup_coda(hass, server)
+    agent = hass.states.get(AGENT)
+    assert agent is not None and not agent.attributes.get("supported_features")
+
+    with_llm = coda_server_factory("--mode", "moshi_only")
+    other = await setup_coda(hass, with_llm)
+    entities = [e for e in er.async_entries_for_config_entry(er.async_get(hass), other.entry_id)
+                if e.domain == "conversation"]
+    state = hass.states.get(entities[0].entity_id)
+    assert state is not None and state.attributes["supported_features"] & conversation.ConversationEntityFeature.CONTROL

@@ -25,7 +25,7 @@ from wyoming.event import Event
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 
-from .const import CONNECT_TIMEOUT, HANDLE_PROGRAM, TURN_EVENT_TIMEOUT
+from .const import CONNECT_TIMEOUT, HANDLE_PROGRAMS, TURN_EVENT_TIMEOUT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class ServerInfo:
     version: str
     mode: str
     device: str
+    device_control: bool = True  # turns can act on devices (not: moshi_only without an LLM)
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,8 @@ class CodaClient:
                     raise CodaConnectionError(f"{self.host}:{self.port} closed the connection")
         except (OSError, TimeoutError) as err:
             raise CodaConnectionError(f"cannot reach {self.host}:{self.port}: {err or 'timeout'}") from err
-        if not any(program.name == HANDLE_PROGRAM for program in info.handle):
-            raise NotCodaError(f"{self.host}:{self.port} is a Wyoming server without {HANDLE_PROGRAM}")
+        if not any(program.name in HANDLE_PROGRAMS for program in info.handle):
+            raise NotCodaError(f"{self.host}:{self.port} is a Wyoming server without {HANDLE_PROGRAMS[0]}")
         return info
 
     async def _get(self, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
@@ -170,8 +171,9 @@ class CodaClient:
         health = await self._get("/healthz", allow=(503,))
         if "server_id" not in health:
             raise NotCodaError(f"{self.http_url}/healthz is not a Coda Voice health report")
-        version = next((p.version for p in info.handle if p.name == HANDLE_PROGRAM), None) or "unknown"
-        return ServerInfo(str(health["server_id"]), version, str(health.get("mode")), str(health.get("device")))
+        version = next((p.version for p in info.handle if p.name in HANDLE_PROGRAMS), None) or "unknown"
+        return ServerInfo(str(health["server_id"]), version, str(health.get("mode")), str(health.get("device")),
+                          health.get("device_control") is not False)
 
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")

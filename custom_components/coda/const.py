@@ -27,7 +27,7 @@ TONE_OPTIONS: Final = (SERVER_DEFAULT, "friendly", "formal", "casual", "playful"
 TXT_CODA: Final = "coda"
 TXT_SERVER_ID: Final = "id"
 TXT_HTTP_PORT: Final = "http_port"
-HANDLE_PROGRAM: Final = "coda-llm"
+HANDLE_PROGRAMS: Final = ("coda-chat-only", "coda-llm")  # the server's handle program (its former name too)
 
 CONNECT_TIMEOUT: Final = 5.0
 TURN_EVENT_TIMEOUT: Final = 60.0  # longest silence of the server within a conversation turn

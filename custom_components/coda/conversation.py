@@ -48,7 +48,8 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
     def __init__(self, entry: CodaConfigEntry) -> None:
         super().__init__(entry, "conversation")
         self.entry = entry
-        if entry.options.get(CONF_LLM_HASS_API):
+        # CONTROL only when the server's turns can act: a moshi_only server without an LLM cannot
+        if entry.options.get(CONF_LLM_HASS_API) and entry.runtime_data.server.device_control:
             self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
 
     @property

@@ -206,6 +206,8 @@ class ModelStore:
     def health(self) -> dict[str, Any]:
         """Model states for `/healthz`: ready when every model of the mode is loaded."""
         return {"ready": self.ready, "mode": self.config.mode, "device": self.device,
+                # whether a turn can act on devices: every mode but moshi_only without an LLM
+                "device_control": self.config.mode != "moshi_only" or self.config.moshi.external_llm_enabled,
                 "models": {kind: {"state": slot.state, "source": slot.source, "error": slot.error}
                            for kind, slot in self.slots.items()}}
 

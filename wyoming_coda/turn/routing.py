@@ -76,15 +76,22 @@ class Router:
     """The routing rules of this server: pipeline turns follow the mode; duplex sessions send
     what needs knowledge or action to the LLM and leave the rest to Moshi."""
 
-    def __init__(self, config: Mode, health: LLMHealth, engines: Saturation, moshi: bool) -> None:
+    def __init__(
+        self, config: Mode, health: LLMHealth, engines: Saturation, moshi: bool, llm_enabled: bool = True
+    ) -> None:
         self.config = config  # read at each turn: the mode may change at run time
+        self.llm_enabled = llm_enabled  # moshi_only may run without any LLM
         self.health = health
         self.engines = engines
         self.moshi = moshi  # whether Moshi is loaded for pipeline turns
 
-    def pipeline(self, text: str) -> Route:
-        """Where a pipeline turn with this text goes in the configured mode."""
+    def pipeline(self, text: str, client_tools: bool = False) -> Route:
+        """Where a pipeline turn with this text goes in the configured mode. In moshi_only mode a
+        device command that comes with the client's tools (Home Assistant's) goes to the LLM, when
+        there is one: Moshi cannot act, and must not seem to."""
         if self.config.mode == "moshi_only":
+            if client_tools and self.llm_enabled and _COMMAND.search(text):
+                return Route("llm", "device command in moshi_only mode")
             return Route("moshi", "moshi_only mode")
         if self.config.mode == "hybrid":
             return Route("llm", "hybrid mode")

@@ -98,9 +98,9 @@ class TurnRunner:
         self.tools = tools
         self.moshi = moshi  # None when the mode does not load Moshi
 
-    def route(self, text: str) -> Route:
+    def route(self, text: str, client_tools: bool = False) -> Route:
         """Where a turn with this text goes in the configured mode."""
-        return self.router.pipeline(text)
+        return self.router.pipeline(text, client_tools)
 
     def answer(
         self, conversation_id: str, text: str, options: TurnOptions | None = None
@@ -124,7 +124,7 @@ class TurnRunner:
         elif (detected := detect_language(text, self.speaker.languages)) is not None:
             conversation.language = detected
         voice = options.voice or self.speaker.voice_for(conversation.language)
-        route = self.route(text)
+        route = self.route(text, options.tools is not None)
         self.metrics.route(route.name)
         self.events.publish(RouteChosen(conversation.id, route.name, route.reason))
         self._adapt_personality(conversation, text)

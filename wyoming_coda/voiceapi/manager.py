@@ -95,7 +95,8 @@ class VoiceManager:
                                        row_wait=config.server.row_wait_seconds)
         health = LLMHealth()
         self.turns = TurnRunner(
-            config, self.llm, self.speaker, Router(config, health, self.store, self.moshi is not None),
+            config, self.llm, self.speaker, Router(config, health, self.store, self.moshi is not None,
+                                                        config.moshi.external_llm_enabled),
             self.conversations, self.metrics, self.events, self.memory,
             PersonalityStore(data_dir / "personality.json", default),
             self.local_tools if config.integration.tools_enabled else None, self.moshi,

@@ -24,6 +24,7 @@ from ..models.store import ModelStore
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
 Program = TypeVar("Program", AsrProgram, TtsProgram, HandleProgram)
 Model = TypeVar("Model", AsrModel, TtsVoice, HandleModel)
+HANDLE_PROGRAM = "coda-chat-only"  # what Home Assistant's wyoming integration names its agent for it
 CODA = Attribution(name="Coda Voice", url="https://github.com/coda-voice/wyoming-coda")
 
 
@@ -86,7 +87,8 @@ def build_info(config: VoiceConfig, store: ModelStore, voices: list[str]) -> Inf
         supports_synthesize_streaming=True,
     )
     handle = _program(
-        HandleProgram, "coda-llm", f"Conversation through the {llm.provider} LLM with tool calls",
+        HandleProgram, HANDLE_PROGRAM, f"Chat only, through the {llm.provider} LLM: no home control, no memory "
+        "(for those, pick the Coda Voice integration's agent)",
         attribution=CODA,
         models=[_artifact(HandleModel, llm.model, f"{llm.provider} model at {llm.url}", CODA, True, stt_langs)],
         supports_handled_streaming=True,
