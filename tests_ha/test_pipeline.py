@@ -5,6 +5,7 @@ on the Kyutai profile's modes and on the CPU profile."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import io
 import re
@@ -22,6 +23,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .common import satellite_audio, setup_coda, setup_demo_lights
 
+TURN_SECONDS = 120  # far above a turn's few seconds here
 ANSWER = "The bed light is on now. I switched it on for you, and everything else stays as it was."
 
 
@@ -54,18 +56,20 @@ async def _coda_pipeline(hass: HomeAssistant, server: Any, tmp_path: Path) -> st
 async def _run(hass: HomeAssistant, pipeline_id: str, speech: Path) -> tuple[dict[Any, Any], bytes]:
     """One voice turn through the pipeline: its events' data by type, and the answer's WAV."""
     events: list[PipelineEvent] = []
-    await assist_pipeline.async_pipeline_from_audio_stream(
-        hass, context=Context(), event_callback=events.append,
-        stt_metadata=satellite_audio(),
-        stt_stream=_audio(speech), pipeline_id=pipeline_id,
-        tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
-    )
+    async with asyncio.timeout(TURN_SECONDS):  # a stalled turn fails here, it does not hang the suite
+        await assist_pipeline.async_pipeline_from_audio_stream(
+            hass, context=Context(), event_callback=events.append,
+            stt_metadata=satellite_audio(),
+            stt_stream=_audio(speech), pipeline_id=pipeline_id,
+            tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
+        )
     types = [event.type for event in events]
     assert PipelineEventType.ERROR not in types, [e.data for e in events if e.type is PipelineEventType.ERROR]
     data = {event.type: event.data for event in events}
     data["progress"] = [event.data for event in events if event.type is PipelineEventType.INTENT_PROGRESS]
     stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
-    return data, b"".join([chunk async for chunk in stream.async_stream_result()])
+    async with asyncio.timeout(TURN_SECONDS):
+        return data, b"".join([chunk async for chunk in stream.async_stream_result()])
 
 
 def _counter(server: Any, name: str) -> float:
@@ -149,21 +153,23 @@ async def _typed(hass: HomeAssistant, pipeline_id: str, text: str) -> tuple[str,
     from homeassistant.helpers import chat_session
 
     events: list[PipelineEvent] = []
-    with chat_session.async_get_chat_session(hass) as session:
-        run = PipelineRun(hass, context=Context(), pipeline=assist_pipeline.async_get_pipeline(hass, pipeline_id),
-                          start_stage=PipelineStage.INTENT, end_stage=PipelineStage.TTS,
-                          event_callback=events.append, tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"})
-        pipeline_input = PipelineInput(run=run, session=session, intent_input=text)
-        if "validate" in inspect.signature(pipeline_input.execute).parameters:  # 2026.10
-            await pipeline_input.execute(validate=True)
-        else:
-            await pipeline_input.validate()
-            await pipeline_input.execute()
+    async with asyncio.timeout(TURN_SECONDS):  # a stalled turn fails here, it does not hang the suite
+        with chat_session.async_get_chat_session(hass) as session:
+            run = PipelineRun(hass, context=Context(), pipeline=assist_pipeline.async_get_pipeline(hass, pipeline_id),
+                              start_stage=PipelineStage.INTENT, end_stage=PipelineStage.TTS,
+                              event_callback=events.append, tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"})
+            pipeline_input = PipelineInput(run=run, session=session, intent_input=text)
+            if "validate" in inspect.signature(pipeline_input.execute).parameters:  # 2026.10
+                await pipeline_input.execute(validate=True)
+            else:
+                await pipeline_input.validate()
+                await pipeline_input.execute()
     data = {event.type: event.data for event in events}
     assert PipelineEventType.ERROR not in data, data[PipelineEventType.ERROR]
     answer = data[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]["plain"]["speech"]
     stream = tts.async_get_stream(hass, data[PipelineEventType.TTS_END]["tts_output"]["token"])
-    return answer, b"".join([chunk async for chunk in stream.async_stream_result()])
+    async with asyncio.timeout(TURN_SECONDS):
+        return answer, b"".join([chunk async for chunk in stream.async_stream_result()])
 
 
 async def test_adaptive_pipeline_routes_chitchat_to_moshi_and_commands_to_the_llm(

@@ -195,20 +195,12 @@ class TtsService:
             self.clock.first_audio(self._whole_text if self._whole_text is not None else self._streamed)
 
     async def _speak_whole(self, voice: str | None, text: str) -> None:
-        """One audio block; the TTS row is taken before it opens (or a `busy` error instead)."""
-        speech = self.speaker.speech(voice)
+        """One audio block, closed whatever happens (a client may read until `audio-stop`); when
+        no TTS row frees in time, the block is empty and a `busy` error follows it."""
         try:
-            frames = speech.say(text)  # blank text says nothing and takes no row
-            if text.strip():
-                speech.push(text)
-                speech.end()
-                await speech.start()
-                frames = speech.frames()
-            await self._block(frames)
+            await self._block(self.speaker.speech(voice).say(text))
         except EngineBusyError as err:
             await self.connection.send_error(f"synthesize: {err}", "busy")
-        finally:
-            await speech.close()
 
     async def _play(self, frames: list[np.ndarray], streaming: bool) -> None:
         """One of Moshi's answers, in its own voice, as one audio block."""
