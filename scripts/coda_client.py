@@ -20,7 +20,7 @@ from wyoming.client import AsyncClient
 from wyoming.event import Event
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from wyoming_coda.access import proof
+from wyoming_coda.access import sign_request
 from wyoming_coda.audio import AudioFormatError, read_wav_bytes, wav_bytes
 
 DEFAULT_URI = "tcp://127.0.0.1:10300"
@@ -136,11 +136,7 @@ async def converse(
     answer = Answer()
     client = await connect(server)
     start = time.monotonic()
-    context = dict(context or {})
-    if server.token:
-        stamp = str(time.time())
-        context |= {"proof_time": stamp, "proof": proof(server.token, stamp, text, str(context.get("user_id") or ""),
-                                                        str(context.get("conversation_id") or ""))}
+    context = sign_request(server.token, text, context or {}) if server.token else dict(context or {})
     try:
         await client.write_event(Transcript(text=text, context=context).event())
         while True:

@@ -86,12 +86,9 @@ class ServerProcess:
     def signed(self, text: str, context: dict | None) -> dict:
         """`context` with the proof of the server's token a handle request carries to get a
         user's memory and personality (as the Coda integration signs it)."""
-        from wyoming_coda.access import proof
+        from wyoming_coda.access import sign_request
 
-        context = dict(context or {})
-        stamp = str(time.time())
-        return {**context, "proof_time": stamp, "proof": proof(
-            self.token, stamp, text, str(context.get("user_id") or ""), str(context.get("conversation_id") or ""))}
+        return sign_request(self.token, text, context or {})
 
     def session(self) -> aiohttp.ClientSession:
         """An HTTP client that shows the server's token (WebSockets included)."""

@@ -6,6 +6,7 @@ data directory, mode 0600), proofs made with it, and private files and folders."
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import ipaddress
@@ -14,8 +15,9 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,6 +107,42 @@ def tokens_match(given: str, token: str) -> bool:
 def proof(token: str, *parts: str) -> str:
     """HMAC-SHA256 of `parts` under the token: shows the token is held without sending it."""
     return hmac.new(token.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+class ClientCap:
+    """At most `limit` open connections per client address (both ports count their own)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def take(self, client: str) -> bool:
+        """Count one more connection of `client`; False (nothing counted) when it holds `limit`."""
+        if self._open[client] >= self.limit:
+            return False
+        self._open[client] += 1
+        return True
+
+    def give_back(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+
+def _request_parts(text: str, context: Mapping[str, Any]) -> tuple[str, str, str]:
+    return text, str(context.get("user_id") or ""), str(context.get("conversation_id") or "")
+
+
+def sign_request(token: str, text: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """`context` with the proof a handle request carries: the time, and the HMAC of the time, the
+    text, the user id and the conversation id under the token (as the Coda integration signs)."""
+    stamp = str(time.time())
+    return {**context, "proof_time": stamp, "proof": proof(token, stamp, *_request_parts(text, context))}
+
+
+def request_proven(token: str, text: str, context: Mapping[str, Any]) -> bool:
+    """Whether a handle request's context proves the token (see `sign_request`)."""
+    return check_timed_proof(token, context.get("proof"), context.get("proof_time"), *_request_parts(text, context))
 
 
 def check_timed_proof(token: str, given: object, stamp: object, *parts: str) -> bool:

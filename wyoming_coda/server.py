@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import socket
 import ssl
@@ -13,7 +12,7 @@ from urllib.parse import urlparse
 from wyoming.info import Info
 from wyoming.server import AsyncEventHandler, AsyncServer
 
-from .access import AllowList, private_dir, server_token
+from .access import AllowList, ClientCap, private_dir, server_token
 from .config import VoiceConfig
 from .duplex.session import DuplexParts
 from .http import tls
@@ -46,7 +45,7 @@ class CodaServer:
         if token_file is not None:
             _LOGGER.info("The server's token is in %s (the Coda integration asks for it)", token_file)
         self.allow = AllowList(config.server.allow)
-        self._clients: collections.Counter[str] = collections.Counter()  # open Wyoming connections per address
+        self._clients = ClientCap(config.server.max_client_connections)  # open Wyoming connections per address
 
     def info(self) -> Info:
         return build_info(self.config, self.store, self.manager.speaker.voices())
@@ -59,19 +58,13 @@ class CodaServer:
             self.manager.metrics.refused("wyoming")
             return RefusedConnection(reader, writer)
         client = host or ""
-        if self._clients[client] >= self.config.server.max_client_connections:
+        if not self._clients.take(client):
             self.manager.metrics.refused("wyoming-cap")
-            _LOGGER.warning("Refused a connection from %s: it holds %d already", client, self._clients[client])
+            _LOGGER.warning("Refused a connection from %s: it holds %d already", client, self._clients.limit)
             return RefusedConnection(reader, writer)
-        self._clients[client] += 1
         return CodaEventHandler(reader, writer, services=self.make_services, info=self.info,
                                 metrics=self.manager.metrics, idle_seconds=self.config.server.idle_connection_seconds,
-                                on_close=lambda: self._client_gone(client))
-
-    def _client_gone(self, client: str) -> None:
-        self._clients[client] -= 1
-        if self._clients[client] <= 0:
-            del self._clients[client]
+                                on_close=lambda: self._clients.give_back(client))
 
     def make_services(self, connection: Connection) -> list[Service]:
         """The per-connection services of a new client, each with the parts it uses."""

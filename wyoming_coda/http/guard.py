@@ -6,7 +6,6 @@ address may hold."""
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..access import AllowList, tokens_match
+from ..access import AllowList, ClientCap, tokens_match
 from ..metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,8 +33,7 @@ class SideAccess:
     origins: frozenset[str] = frozenset()  # further web origins whose pages may use it
     metrics_public: bool = False
     allow: AllowList | None = None
-    max_client_sockets: int = 64
-    open_sockets: collections.Counter[str] = field(default_factory=collections.Counter)
+    sockets: ClientCap = field(default_factory=lambda: ClientCap(64))  # WebSockets per client address
 
     @classmethod
     def build(
@@ -47,7 +45,8 @@ class SideAccess:
         known = frozenset(o.lower().rstrip("/") for o in origins)
         own = {n.lower() for n in (*names, *hosts)} | LOCAL_NAMES
         own |= {host for o in known if (host := urlsplit(o).hostname)}
-        return cls(token, frozenset(own), http_port, https_port, known, metrics_public, allow, max_client_sockets)
+        return cls(token, frozenset(own), http_port, https_port, known, metrics_public, allow,
+                   ClientCap(max_client_sockets))
 
     def is_open(self, path: str) -> bool:
         return path in OPEN_PATHS or (self.metrics_public and path == "/metrics")
@@ -109,12 +108,9 @@ class SocketSlot:
         self.access, self.client = access, request.remote or ""
 
     def __enter__(self) -> SocketSlot:
-        if self.access.open_sockets[self.client] >= self.access.max_client_sockets:
-            raise web.HTTPTooManyRequests(text=f"at most {self.access.max_client_sockets} WebSockets per client")
-        self.access.open_sockets[self.client] += 1
+        if not self.access.sockets.take(self.client):
+            raise web.HTTPTooManyRequests(text=f"at most {self.access.sockets.limit} WebSockets per client")
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.access.open_sockets[self.client] -= 1
-        if self.access.open_sockets[self.client] <= 0:
-            del self.access.open_sockets[self.client]
+        self.access.sockets.give_back(self.client)

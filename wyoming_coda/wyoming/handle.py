@@ -18,7 +18,7 @@ from wyoming.asr import Transcript
 from wyoming.event import Event
 from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
 
-from ..access import check_timed_proof, is_user_id
+from ..access import is_user_id, request_proven
 from ..llm.base import ToolCall
 from ..personality import Personality
 from ..turn.answer_clock import AnswerClock
@@ -115,8 +115,7 @@ class HandleService:
     def _proven(self, text: str, context: dict[str, Any]) -> bool:
         """Whether the client proved the server's token for this request (the Coda integration
         signs each transcript: docs/security.md)."""
-        return check_timed_proof(self.token, context.get("proof"), context.get("proof_time"), text,
-                                 str(context.get("user_id") or ""), str(context.get("conversation_id") or ""))
+        return request_proven(self.token, text, context)
 
     async def _tool_result(self, data: dict[str, Any]) -> None:
         future = self._pending.pop(str(data.get("id")), None)
