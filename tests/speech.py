@@ -19,11 +19,13 @@ SENTENCES = (
 
 
 def make_speech(
-    out: Path, text: str, rate: int = 16000, channels: int = 1, silence_after: float = 0.0
+    out: Path, text: str, rate: int = 16000, channels: int = 1, silence_after: float = 0.0,
+    voice: str = "en-us", speed: int = 160,
 ) -> Path:
-    """Speak `text` into a 16-bit WAV at `rate` Hz with `channels` channels."""
+    """Speak `text` into a 16-bit WAV at `rate` Hz with `channels` channels (espeak-ng's `voice`,
+    `speed` words per minute)."""
     raw = out.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), text], check=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
     effects = ["pad", "0", str(silence_after)] if silence_after else []
     subprocess.run(
         ["sox", str(raw), "-r", str(rate), "-c", str(channels), "-b", "16", "-e", "signed-integer",
