@@ -45,6 +45,7 @@ class Reply:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     delay: float = 0.005  # between chunks
     error_midstream: bool = False
+    first_delay: float = 0.0  # before the first chunk: a model reading a long prompt
 
 
 class OllamaDouble:
@@ -56,6 +57,7 @@ class OllamaDouble:
         self.default = Reply(text="Okay.")
         self.requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
+        self._answering: set[asyncio.Task[Any]] = set()  # requests still streaming (a slow reply)
         self.port = 0
 
     @property
@@ -69,7 +71,7 @@ class OllamaDouble:
                 return self.default  # a request without tools cannot get tool calls
             offered = [tool["function"]["name"] for tool in body.get("tools") or []]
             calls = [(_offered_name(name, offered), args) for name, args in reply.tool_calls]
-            return Reply(reply.text, calls, reply.delay, reply.error_midstream)
+            return Reply(reply.text, calls, reply.delay, reply.error_midstream, reply.first_delay)
         return self.default
 
     async def start(self, port: int = 0) -> None:
@@ -83,6 +85,8 @@ class OllamaDouble:
         self.port = site._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        for task in self._answering:  # a client that gave up on a slow reply left it running
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -109,13 +113,20 @@ class OllamaDouble:
                 for i, (name, args) in enumerate(reply.tool_calls)]})
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):  # a cancelled turn hangs up, as with a real Ollama
-            await self._stream(response, model, chunks, reply)
+        task = asyncio.current_task()
+        assert task is not None
+        self._answering.add(task)
+        try:
+            with contextlib.suppress(ConnectionResetError):  # a cancelled turn hangs up, as with a real Ollama
+                await self._stream(response, model, chunks, reply)
+        finally:
+            self._answering.discard(task)
         return response
 
     async def _stream(self, response: web.StreamResponse, model: str, chunks: list[dict[str, Any]],
                       reply: Reply) -> None:
         start = time.monotonic_ns()
+        await asyncio.sleep(reply.first_delay)
         for chunk in chunks:
             line = {"model": model, "created_at": _now(), "message": chunk, "done": False}
             await response.write((json.dumps(line) + "\n").encode())

@@ -32,11 +32,17 @@ class HomeStandIn:
         self.ws = ws
         self.calls: list[dict[str, Any]] = []
         self.drop_on_call = False  # leave in the middle of a tool call
+        self.local: str | None = None  # Home Assistant's own agent handles the next utterance, saying this
+        self.asked_locally: list[str] = []
 
     async def serve(self) -> None:
         async for message in self.ws:
             request = json.loads(message.data)
-            if request["type"] == "context":
+            if request["type"] == "local":
+                self.asked_locally.append(request["text"])
+                speech, self.local = self.local, None
+                await self.ws.send_json({"type": "local", "id": request["id"], **({"speech": speech} if speech else {})})
+            elif request["type"] == "context":
                 await self.ws.send_json({"type": "context", "id": request["id"], "tools": [LIGHT_TOOL],
                                          "prompt": HOME_PROMPT})
             elif request["type"] == "tool_call":
@@ -86,6 +92,10 @@ async def test_duplex_tools_run_in_the_linked_home(start_server, ollama: OllamaD
             serving = asyncio.create_task(home.serve())
             async with duplex(http, server) as (ws, handshake):
                 assert handshake["home"] == "Home"
+                home.local = "Turned on the light."  # local first: Home Assistant's agent handles it
+                events = await typed_turn(ws, "turn on the porch light")
+                assert [e["event"] for e in events] == ["llm_done"] and events[0]["text"] == "Turned on the light."
+                assert home.asked_locally == ["turn on the porch light"] and not ollama.requests
                 ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]),
                                  Reply(text="The bed light is on.")]
                 events = await typed_turn(ws, "turn on the bed light")

@@ -51,6 +51,18 @@ async def test_openai_backend_against_the_same_runtime(llamacpp: LlamaCppBackend
     assert len(chunks) > 3 and "".join(c.text for c in chunks).strip()
 
 
+@pytest.mark.asyncio(loop_scope="module")
+async def test_prompt_size_and_cache_are_reported(llamacpp: LlamaCppBackend) -> None:
+    """The same prompt twice: llama.cpp's prompt cache holds it the second time, and the backend
+    says so (what the analytics' `llm.prompt` reports per turn)."""
+    usages = []
+    for _ in range(2):
+        chunks = [c async for c in llamacpp.chat(PROMPT, max_tokens=5)]
+        usages.append(next(c.usage for c in chunks if c.usage))
+    assert usages[0]["prompt_tokens"] == usages[1]["prompt_tokens"] > 5
+    assert usages[1]["cached_tokens"] >= usages[1]["prompt_tokens"] - 2  # all but the last token or so
+
+
 async def test_openai_backend_unreachable_is_a_clear_error() -> None:
     client = OpenAIBackend(f"http://127.0.0.1:{free_port()}", "any")
     with pytest.raises(LLMError) as err:

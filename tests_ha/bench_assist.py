@@ -32,14 +32,12 @@ import numpy as np
 from homeassistant.components import assist_pipeline, tts
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from tests.peers import start_whisper_and_piper
 from tests.serverproc import free_port
 from tests.speech import SENTENCES, make_speech
 
-from .common import satellite_audio, setup_coda
+from .common import satellite_audio, setup_coda, wyoming_engines
 from .conftest import ROOT
 
 RATE, CHUNK = 16000, 320  # 20 ms of 16 kHz audio per chunk, sent in real time
@@ -68,21 +66,10 @@ class Satellite:
             yield audio[offset:offset + CHUNK].tobytes()
 
 
-async def _wyoming_entry(hass: HomeAssistant, port: int) -> tuple[str | None, str | None]:
-    """Home Assistant's wyoming integration for the server on `port`: its STT and TTS entities."""
-    entry = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": port})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    registry = er.async_get(hass)
-    return (registry.async_get_entity_id("stt", "wyoming", f"{entry.entry_id}-stt"),
-            registry.async_get_entity_id("tts", "wyoming", f"{entry.entry_id}-tts"))
-
-
 async def _pipeline(hass: HomeAssistant, name: str, stt_port: int, tts_port: int, voice: str | None = None) -> str:
-    stt_id, tts_id = await _wyoming_entry(hass, stt_port)
+    stt_id, tts_id = await wyoming_engines(hass, stt_port)
     if tts_port != stt_port:
-        _, tts_id = await _wyoming_entry(hass, tts_port)
+        _, tts_id = await wyoming_engines(hass, tts_port)
     pipeline = await assist_pipeline.async_create_default_pipeline(
         hass, stt_engine_id=stt_id, tts_engine_id=tts_id, pipeline_name=name)
     assert pipeline is not None

@@ -140,4 +140,3 @@ def _questions() -> list[Question]:
 
 COMMANDS = _commands()
 QUESTIONS = _questions()
-SMOKE = ("turn off the kitchen lights", "I want the kitchen lights on")  # a local command, one for the LLM

@@ -11,11 +11,14 @@ from homeassistant.components import stt
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.coda.config_flow import DEFAULT_OPTIONS
-from custom_components.coda.const import DOMAIN
+from custom_components.coda.const import CONF_LOCAL_FIRST, DOMAIN
+
+LLM_ONLY = {CONF_LOCAL_FIRST: False}  # every turn to the server's LLM (Home Assistant's own agent never tries)
 
 
 async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] | None = None) -> MockConfigEntry:
@@ -30,6 +33,17 @@ async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] |
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry
+
+
+async def wyoming_engines(hass: HomeAssistant, port: int) -> tuple[str | None, str | None]:
+    """Home Assistant's wyoming integration for the server on `port`: its STT and TTS entities."""
+    entry = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": port})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    return (registry.async_get_entity_id("stt", "wyoming", f"{entry.entry_id}-stt"),
+            registry.async_get_entity_id("tts", "wyoming", f"{entry.entry_id}-tts"))
 
 
 async def setup_demo_lights(hass: HomeAssistant, exposed: list[str], hidden: list[str]) -> None:

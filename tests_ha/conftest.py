@@ -69,6 +69,14 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        silence_after=0.7)
 
 
+@pytest.fixture(scope="session")
+def small_llm() -> Path:
+    """The real small LLM's GGUF (tests/small_llm.py; script/test-ha fetches it)."""
+    path = Path(os.environ.get("CODA_SMALL_LLM", "/nonexistent"))
+    assert path.is_file(), "run the Home Assistant tests with script/test-ha: it fetches the small LLM"
+    return path
+
+
 @pytest.fixture
 async def ollama(socket_enabled: None) -> AsyncIterator[Any]:
     """The Ollama API test double in this event loop."""

@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.coda.config_flow import DEFAULT_OPTIONS
 from custom_components.coda.const import DOMAIN, MAX_TOOL_ROUNDS
 
-from .common import setup_coda, setup_demo_lights, wait_for
+from .common import LLM_ONLY, setup_coda, setup_demo_lights, wait_for
 
 AGENT = "conversation.coda_voice"
 
@@ -38,7 +38,7 @@ async def test_device_control_only_for_exposed_lights(hass: HomeAssistant, coda_
     from tests.ollama_double import Reply
 
     await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=["light.kitchen_lights"])
-    await setup_coda(hass, coda_server)
+    await setup_coda(hass, coda_server, LLM_ONLY)
     assert hass.states.get("light.bed_light").state == STATE_OFF
     assert hass.states.get("light.kitchen_lights").state == STATE_ON
 
@@ -86,7 +86,7 @@ async def test_context_and_options(hass: HomeAssistant, coda_server: Any, ollama
 async def test_server_away_and_back(hass: HomeAssistant, coda_server: Any, ollama: Any) -> None:
     from tests.ollama_double import Reply
 
-    entry = await setup_coda(hass, coda_server)
+    entry = await setup_coda(hass, coda_server, LLM_ONLY)  # "hello" is for the server (Home Assistant's agent greets)
     coordinator = entry.runtime_data.coordinator
     assert hass.states.get(AGENT).state != STATE_UNAVAILABLE
     coda_server.terminate()
@@ -140,7 +140,7 @@ async def test_tool_rounds_are_bounded(hass: HomeAssistant, coda_server_factory:
     config.write_text("voice_processing:\n  external_llm:\n    max_tool_iterations: 30\n")
     server = coda_server_factory("--config", str(config))
     await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
-    await setup_coda(hass, server)
+    await setup_coda(hass, server, LLM_ONLY)
     ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]) for _ in range(MAX_TOOL_ROUNDS + 5)]
     result = await _ask(hass, "keep switching the bed light on")
     assert result.response.response_type is intent.IntentResponseType.ERROR
@@ -155,7 +155,7 @@ async def test_a_refused_request_ends_the_turn_at_once(hass: HomeAssistant, coda
     the server stays available."""
     import asyncio
 
-    await setup_coda(hass, coda_server, {"tone": "grumpy"})
+    await setup_coda(hass, coda_server, {"tone": "grumpy", **LLM_ONLY})
     async with asyncio.timeout(5):
         result = await _ask(hass, "hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR

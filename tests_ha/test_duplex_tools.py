@@ -13,7 +13,7 @@ from homeassistant.core import HomeAssistant
 
 from custom_components.coda.const import CONF_DUPLEX_CONTROL
 
-from .common import setup_coda, setup_demo_lights, wait_for
+from .common import LLM_ONLY, setup_coda, setup_demo_lights, wait_for
 
 HANDSHAKE, CONTROL = 0, 3
 
@@ -59,7 +59,7 @@ async def test_duplex_session_switches_only_exposed_lights(
 
     server = coda_server_factory("--duplex")
     await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=["light.kitchen_lights"])
-    entry = await setup_coda(hass, server)
+    entry = await setup_coda(hass, server, LLM_ONLY)  # the LLM answers: its tools run through the link
     await _wait_for_home(server, entry.title)
     assert hass.states.get("light.bed_light").state == STATE_OFF
 

@@ -21,7 +21,7 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from .common import satellite_audio, setup_coda, setup_demo_lights
+from .common import LLM_ONLY, satellite_audio, setup_coda, setup_demo_lights
 
 TURN_SECONDS = 120  # far above a turn's few seconds here
 ANSWER = "The bed light is on now. I switched it on for you, and everything else stays as it was."
@@ -38,7 +38,7 @@ async def _coda_pipeline(hass: HomeAssistant, server: Any, tmp_path: Path) -> st
     """A pipeline of Coda STT, the Coda agent and Coda TTS (Home Assistant's wyoming integration
     as the client of the server's asr and tts); returns its id."""
     hass.config.config_dir = str(tmp_path)
-    await setup_coda(hass, server)
+    await setup_coda(hass, server, LLM_ONLY)  # the pipeline through the server, every turn
     wyoming = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": server.port})
     wyoming.add_to_hass(hass)
     assert await hass.config_entries.async_setup(wyoming.entry_id)

@@ -14,7 +14,7 @@ from homeassistant.helpers import entity_registry as er
 from custom_components.coda.const import DOMAIN
 from custom_components.coda.diagnostics import async_get_config_entry_diagnostics
 
-from .common import setup_coda, wait_for
+from .common import LLM_ONLY, setup_coda, wait_for
 
 
 def _entity_id(hass: HomeAssistant, server: Any, key: str, domain: str = "sensor") -> str:
@@ -28,7 +28,7 @@ async def test_sensors_follow_the_server(hass: HomeAssistant, coda_server: Any, 
 
     from tests.ollama_double import Reply
 
-    entry = await setup_coda(hass, coda_server)
+    entry = await setup_coda(hass, coda_server, LLM_ONLY)  # turns the server answers: its analytics
     ids = {key: _entity_id(hass, coda_server, key) for key in (
         "conversations", "active_conversations", "turns", "llm_first_token_mean", "llm_first_token_p95",
         "tts_first_audio_mean", "memory_stt", "memory_tts", "memory_total", "models_loaded", "mode")}

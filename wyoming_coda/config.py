@@ -162,6 +162,9 @@ class ExternalLLMConfig:
         True, bool, "speak each sentence while the LLM writes the next (false: speak once the answer is complete)")
     timeout: float = option(60.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
                             "seconds the LLM may stay silent before the turn fails")
+    temperature: float | None = option(
+        None, vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0, max=2))),
+        "sampling temperature (null: the LLM server's default; 0: the same answer every time)")
     keep_alive: str = option("-1", vol.Coerce(str), "Ollama keep_alive: how long the model stays loaded")
     think: bool = option(False, bool, "let reasoning models think before answering (slower first word)")
     threads: int | None = option(None, vol.Any(None, vol.All(int, vol.Range(min=1, max=256))),
@@ -175,6 +178,12 @@ class ExternalLLMConfig:
     max_answer_seconds: float = option(
         30.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
         "longest time an answer may keep streaming: past it the answer ends at the next sentence end")
+    max_turn_seconds: float = option(
+        60.0, vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
+        "longest time the tool rounds of a turn may take: past it the LLM must answer without tools")
+    holding_phrase_seconds: float = option(
+        4.0, vol.All(vol.Coerce(float), vol.Range(min=0, max=600)),
+        "with nothing said this long into a turn, say \"One moment…\" once (0: never)")
 
 
 @dataclass

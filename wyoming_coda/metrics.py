@@ -91,6 +91,10 @@ class Metrics:
         self._vram = Gauge("coda_vram_bytes", "Accelerator memory per component", ["component", "kind"],
                            registry=r)
         self._rss = Gauge("coda_process_rss_bytes", "Resident memory of the server process", registry=r)
+        self._prompt_tokens = Counter("coda_llm_prompt_tokens", "Prompt tokens of LLM turns (last round)",
+                                      registry=r)
+        self._cached_tokens = Counter("coda_llm_cached_prompt_tokens",
+                                      "Prompt tokens the LLM server's prompt cache held", registry=r)
         self._quality = Gauge("coda_audio_quality", "Mean input audio indicator over recent utterances",
                               ["indicator"], registry=r)
         self.conversations = 0
@@ -99,6 +103,7 @@ class Metrics:
         self.interruptions = 0
         self.connections = 0
         self.routes: Tally[str] = Tally()
+        self.prompt: dict[str, Any] = {}
         self.tool_calls: Tally[str] = Tally()
         self.errors: Tally[str] = Tally()
         self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=SAMPLES_KEPT))
@@ -157,6 +162,24 @@ class Metrics:
 
     def end_of_turn(self, reason: str) -> None:
         self._ends.labels(reason).inc()
+
+    def llm_prompt(self, tokens: int, cached: int | None) -> None:
+        """The prompt of an LLM turn's last round: its size, and how much of it the LLM server's
+        prompt cache held (None: the server does not say)."""
+        self._prompt_tokens.inc(tokens)
+        self.prompt = {"last_tokens": tokens, "last_cached_tokens": cached,
+                       "turns": self.prompt.get("turns", 0) + 1,
+                       "tokens": self.prompt.get("tokens", 0) + tokens,
+                       "cached_tokens": self.prompt.get("cached_tokens", 0) + (cached or 0)}
+        if cached is not None:
+            self._cached_tokens.inc(cached)
+
+    def prompt_report(self) -> dict[str, Any]:
+        """Prompt tokens per LLM turn and the share the prompt cache held."""
+        if not self.prompt:
+            return {}
+        return {**self.prompt, "mean_tokens": round(self.prompt["tokens"] / self.prompt["turns"]),
+                "cache_hit": round(self.prompt["cached_tokens"] / max(1, self.prompt["tokens"]), 3)}
 
     def connection(self, kind: str, delta: int) -> None:
         self.connections += delta

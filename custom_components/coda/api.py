@@ -32,6 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 TOOL_CALL = "coda-tool-call"
 TOOL_RESULT = "coda-tool-result"
 HANDLED_CHUNK = "handled-chunk"
+PROGRESS = "coda-progress"  # the turn is alive (the LLM reads or a tool runs); once with `say`
 
 
 class CodaError(Exception):
@@ -100,7 +101,14 @@ class TurnEnd:
     refused: bool = False  # the server answered the request with an `error` event (`text`: why)
 
 
-TurnEvent = TextDelta | ToolCallRequest | TurnEnd
+@dataclass(frozen=True)
+class Holding:
+    """The server's holding phrase: nothing is said yet this far into the turn."""
+
+    text: str
+
+
+TurnEvent = TextDelta | ToolCallRequest | Holding | TurnEnd
 
 
 class CodaClient:
@@ -283,7 +291,8 @@ class CodaTurn:
                 await wyoming.connect()
             await wyoming.write_event(self._request.event())
         except (OSError, TimeoutError) as err:
-            await wyoming.disconnect()
+            with contextlib.suppress(OSError):  # a connection already lost cannot be closed cleanly
+                await wyoming.disconnect()
             raise CodaConnectionError(f"cannot reach {self._client.host}:{self._client.port}: {err}") from err
         self._wyoming = wyoming
         return self
@@ -292,7 +301,8 @@ class CodaTurn:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._wyoming is not None:
-            await self._wyoming.disconnect()  # also cancels a turn still running on the server
+            with contextlib.suppress(OSError):
+                await self._wyoming.disconnect()  # also cancels a turn still running on the server
             self._wyoming = None
 
     async def events(self) -> AsyncIterator[TurnEvent]:
@@ -309,6 +319,9 @@ class CodaTurn:
             if event.type == HANDLED_CHUNK:
                 if text := (event.data or {}).get("text"):
                     yield TextDelta(str(text))
+            elif event.type == PROGRESS:  # each event restarts the silence timeout above
+                if say := (event.data or {}).get("say"):
+                    yield Holding(str(say))
             elif event.type == TOOL_CALL:
                 data = event.data or {}
                 arguments = data.get("arguments")

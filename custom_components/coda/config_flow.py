@@ -30,6 +30,7 @@ from .api import CodaAuthError, CodaClient, CodaConnectionError, CodaError, NotC
 from .const import (
     CONF_DUPLEX_CONTROL,
     CONF_HTTP_PORT,
+    CONF_LOCAL_FIRST,
     CONF_MEMORY,
     CONF_TONE,
     CONF_VERBOSITY,
@@ -66,6 +67,7 @@ DEFAULT_OPTIONS = {
     CONF_VERBOSITY: SERVER_DEFAULT,
     CONF_TONE: SERVER_DEFAULT,
     CONF_MEMORY: True,
+    CONF_LOCAL_FIRST: True,
     CONF_DUPLEX_CONTROL: True,
 }
 
@@ -235,6 +237,7 @@ class CodaOptionsFlow(OptionsFlow):
             vol.Required(CONF_VERBOSITY, default=SERVER_DEFAULT): _select(VERBOSITY_OPTIONS, CONF_VERBOSITY),
             vol.Required(CONF_TONE, default=SERVER_DEFAULT): _select(TONE_OPTIONS, CONF_TONE),
             vol.Required(CONF_MEMORY, default=True): BooleanSelector(),
+            vol.Required(CONF_LOCAL_FIRST, default=True): BooleanSelector(),
             vol.Required(CONF_DUPLEX_CONTROL, default=True): BooleanSelector(),
         })
         return self.async_show_form(

@@ -13,6 +13,7 @@ CONF_PROMPT: Final = "prompt"
 CONF_MEMORY: Final = "memory"
 CONF_VERBOSITY: Final = "verbosity"
 CONF_TONE: Final = "tone"
+CONF_LOCAL_FIRST: Final = "local_first"  # Home Assistant's own agent tries each turn before the LLM
 CONF_DUPLEX_CONTROL: Final = "duplex_control"  # the server's talk-page sessions may use this entry's tools
 
 DEFAULT_PORT: Final = 10300
@@ -32,5 +33,6 @@ HANDLE_PROGRAMS: Final = ("coda-chat-only", "coda-llm")  # the server's handle p
 CONNECT_TIMEOUT: Final = 5.0
 TURN_EVENT_TIMEOUT: Final = 60.0  # longest silence of the server within a conversation turn
 MAX_TOOL_ROUNDS: Final = 10
+MAX_HISTORY: Final = 20  # chat-log messages sent with a turn (the server takes up to 40)
 POLL_INTERVAL: Final = timedelta(seconds=30)  # fallback when the event stream is down
 PUSH_INTERVAL: Final = 5  # seconds between analytics snapshots pushed over the event stream

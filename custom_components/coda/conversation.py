@@ -1,24 +1,39 @@
-"""Conversation agent: each turn runs on the server's `handle` service; the tools of Home
+"""Conversation agent: Home Assistant's own agent tries each turn first (local first, an option);
+the rest runs on the server's `handle` service with the chat log's history. The tools of Home
 Assistant's LLM API travel with the request and every tool call the server asks for runs here,
 through that API, so only exposed entities can be reached."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import intent, llm
+from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.translation import async_get_translations
 
-from .api import CodaConnectionError, CodaTurn, TextDelta, ToolCallRequest, TurnEnd
-from .const import CONF_MEMORY, CONF_TONE, CONF_VERBOSITY, DOMAIN, MAX_TOOL_ROUNDS, SERVER_DEFAULT
+from .api import CodaConnectionError, CodaTurn, Holding, TextDelta, ToolCallRequest, TurnEnd
+from .const import (
+    CONF_LOCAL_FIRST,
+    CONF_MEMORY,
+    CONF_TONE,
+    CONF_VERBOSITY,
+    DOMAIN,
+    MAX_HISTORY,
+    MAX_TOOL_ROUNDS,
+    SERVER_DEFAULT,
+)
 from .coordinator import CodaConfigEntry
 from .entity import CodaEntity
 from .llm_tools import plain_json, tool_definitions
+from .targets import mended_arguments, similar_names
+
+_LOGGER = logging.getLogger(__name__)
 
 FALLBACK_MESSAGES = {  # when the translations cannot be read
     "server_unavailable": "The Coda Voice server cannot be reached right now.",
@@ -31,6 +46,16 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: CodaConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     async_add_entities([CodaConversationEntity(entry)])
+
+
+def _history(chat_log: conversation.ChatLog) -> list[dict[str, str]]:
+    """The conversation so far as Home Assistant keeps it (the turns its own agent answered too):
+    the words of user and assistant messages, without the system prompt, the tool records and
+    the message being answered. The server uses it instead of its own history."""
+    messages = [{"role": "user" if isinstance(c, conversation.UserContent) else "assistant", "content": c.content}
+                for c in chat_log.content[:-1]
+                if isinstance(c, conversation.UserContent | conversation.AssistantContent) and c.content]
+    return messages[-MAX_HISTORY:]
 
 
 def _tool_result(content: conversation.ToolResultContent) -> Any:
@@ -81,6 +106,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
             context["extra_system_prompt"] = chat_log.content[0].content  # the prompt plus the exposed entities
         if chat_log.llm_api is not None:
             context["tools"] = tool_definitions(chat_log.llm_api)
+        context["history"] = _history(chat_log)
         personality = {key: options[key] for key in (CONF_VERBOSITY, CONF_TONE)
                        if options.get(key, SERVER_DEFAULT) != SERVER_DEFAULT}
         if personality:
@@ -91,6 +117,8 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> conversation.ConversationResult:
         options = self.entry.options
+        if options.get(CONF_LOCAL_FIRST, True) and (local := await self._local(user_input, chat_log)) is not None:
+            return local
         try:
             await chat_log.async_provide_llm_data(
                 user_input.as_llm_context(DOMAIN), options.get(CONF_LLM_HASS_API), options.get(CONF_PROMPT),
@@ -100,33 +128,116 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
             return err.as_conversation_result()
 
         client = self.entry.runtime_data.client
-        end: TurnEnd | None = None
+        state = _TurnState()
+        first = len(chat_log.content)
         try:
             context = self._request_context(user_input, chat_log)
             async with client.turn(user_input.text, user_input.language, context) as turn:
                 for _ in range(MAX_TOOL_ROUNDS + 1):
-                    ends: list[TurnEnd] = []
                     async for _content in chat_log.async_add_delta_content_stream(
-                        user_input.agent_id, _deltas(turn, ends)
+                        user_input.agent_id, self._deltas(turn, state, user_input.language)
                     ):
                         pass
-                    if ends:
-                        end = ends[0]
+                    if state.end is not None:
                         break
                     if chat_log.unresponded_tool_results:
                         last = chat_log.content[-1]
                         assert isinstance(last, conversation.ToolResultContent)
-                        await turn.send_tool_result(last.tool_call_id, _tool_result(last))
+                        await turn.send_tool_result(last.tool_call_id, self._tool_answer(last, state.calls))
         except CodaConnectionError as err:
             self.coordinator.async_set_update_error(err)  # unavailable until the server answers again
             return await self._error_result(user_input, chat_log, "server_unavailable")
+        end = state.end
         if end is None:
             return await self._error_result(user_input, chat_log, "too_many_tool_calls")
         if end.refused:  # a request the server could not take: said in the user's language
             return await self._error_result(user_input, chat_log, "request_refused")
         if not end.handled:
             return await self._error_result(user_input, chat_log, None, end.text)
-        return conversation.async_get_result_from_chat_log(user_input, chat_log)
+        if not isinstance(chat_log.content[-1], conversation.AssistantContent):  # a turn ends on words
+            chat_log.async_add_assistant_content_without_tools(
+                conversation.AssistantContent(agent_id=user_input.agent_id, content=end.text))
+        _without_holding(chat_log, first, state.holding)
+        result = conversation.async_get_result_from_chat_log(user_input, chat_log)
+        if state.holding:  # spoken before the answer, kept out of the history
+            speech = result.response.speech.get("plain", {}).get("speech", "")
+            result.response.async_set_speech(f"{state.holding} {speech}")
+        return result
+
+    async def _local(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> conversation.ConversationResult | None:
+        """Home Assistant's own agent on this turn, as a whole (its fuzzy matching, its fallbacks);
+        its answer when it handled the turn, None when the turn is for the LLM."""
+        session = chat_session.current_session.get()
+        try:  # a conversation of its own: the local agent's tool records stay out of this chat log
+            result = await conversation.async_converse(
+                self.hass, user_input.text, f"{chat_log.conversation_id}-local", user_input.context,
+                user_input.language, agent_id=conversation.HOME_ASSISTANT_AGENT, device_id=user_input.device_id,
+                satellite_id=getattr(user_input, "satellite_id", None),
+            )
+        except Exception:
+            _LOGGER.exception("Home Assistant's agent failed on %r; the LLM answers", user_input.text)
+            return None
+        finally:
+            chat_session.current_session.set(session)
+        if result.response.response_type is intent.IntentResponseType.ERROR:
+            return None
+        speech = result.response.speech.get("plain", {}).get("speech", "")
+        chat_log.async_add_assistant_content_without_tools(
+            conversation.AssistantContent(agent_id=user_input.agent_id, content=speech))
+        if speech:
+            self.entry.async_create_background_task(
+                self.hass, self._record_local(user_input, chat_log.conversation_id, speech), f"{DOMAIN} local turn")
+        return conversation.ConversationResult(response=result.response, conversation_id=chat_log.conversation_id,
+                                               continue_conversation=False)
+
+    async def _record_local(self, user_input: conversation.ConversationInput, conversation_id: str,
+                            speech: str) -> None:
+        """Tell the server what Home Assistant's agent answered (its history, the `local` route)."""
+        context: dict[str, Any] = {"conversation_id": conversation_id, "answered_locally": speech,
+                                   "memory": self.entry.options.get(CONF_MEMORY, True)}
+        if user_id := user_input.context.user_id:
+            context["user_id"] = user_id
+        try:
+            async with self.entry.runtime_data.client.turn(user_input.text, user_input.language, context) as turn:
+                async for _event in turn.events():
+                    pass
+        except CodaConnectionError as err:
+            _LOGGER.debug("The server did not note a local turn: %s", err)
+
+    def _tool_answer(self, content: conversation.ToolResultContent, calls: dict[str, llm.ToolInput]) -> Any:
+        """The tool's result for the server; a call that matched no entity also gets the exposed
+        names it could have meant, for the LLM's one corrective round."""
+        result = _tool_result(content)
+        call = calls.get(content.tool_call_id)
+        if isinstance(result, dict) and result.get("error") == "MatchFailedError" and call is not None:
+            result = {**result, "names": similar_names(self.hass, call.tool_args)}
+        return result
+
+    async def _deltas(
+        self, turn: CodaTurn, state: _TurnState, language: str
+    ) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+        """One assistant message for the chat log: the server's text until a tool call (which Home
+        Assistant then runs) or the end of the turn (kept in `state`)."""
+        yield {"role": "assistant"}
+        async for event in turn.events():
+            if isinstance(event, TextDelta):
+                state.streamed = True
+                yield {"content": event.text}
+            elif isinstance(event, Holding) and not state.streamed and not state.holding:
+                strings = await async_get_translations(self.hass, language, "exceptions", [DOMAIN])
+                state.holding = strings.get(f"component.{DOMAIN}.exceptions.one_moment.message", event.text)
+                yield {"content": state.holding + " "}
+            elif isinstance(event, ToolCallRequest):
+                call = llm.ToolInput(id=event.id, tool_name=event.name,
+                                     tool_args=mended_arguments(self.hass, event.arguments))
+                state.calls[event.id] = call
+                yield {"tool_calls": [call]}
+            elif isinstance(event, TurnEnd):
+                if event.handled and event.text and not state.streamed:
+                    yield {"content": event.text}
+                state.end = event
 
     async def _error_result(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog, key: str | None,
@@ -143,18 +254,22 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
                                                continue_conversation=False)
 
 
-async def _deltas(turn: CodaTurn, ends: list[TurnEnd]) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
-    """One assistant message for the chat log: the server's text until a tool call (which Home
-    Assistant then runs) or the end of the turn (appended to `ends`)."""
-    yield {"role": "assistant"}
-    streamed = False
-    async for event in turn.events():
-        if isinstance(event, TextDelta):
-            streamed = True
-            yield {"content": event.text}
-        elif isinstance(event, ToolCallRequest):
-            yield {"tool_calls": [llm.ToolInput(id=event.id, tool_name=event.name, tool_args=event.arguments)]}
-        elif isinstance(event, TurnEnd):
-            if event.handled and event.text and not streamed:
-                yield {"content": event.text}
-            ends.append(event)
+@dataclass
+class _TurnState:
+    """What one server turn has brought so far."""
+
+    end: TurnEnd | None = None
+    streamed: bool = False  # some of the answer's text came
+    holding: str = ""  # the holding phrase said (in the user's language)
+    calls: dict[str, llm.ToolInput] = field(default_factory=dict)  # by id
+
+
+def _without_holding(chat_log: conversation.ChatLog, first: int, holding: str) -> None:
+    """Take the holding phrase out of this turn's assistant message in the chat log (the history)."""
+    if not holding:
+        return
+    for index in range(first, len(chat_log.content)):
+        content = chat_log.content[index]
+        if isinstance(content, conversation.AssistantContent) and (content.content or "").startswith(holding):
+            chat_log.content[index] = replace(content, content=content.content.removeprefix(holding).lstrip() or None)
+            return

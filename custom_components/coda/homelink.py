@@ -1,6 +1,6 @@
 """The home link: the server asks this Home Assistant for the tools and the system prompt of
-turns that no conversation agent request carries (talk-page duplex sessions), and runs their
-tool calls here — through the entry's LLM API, with the conversation agent's exposure rules, so
+turns that no conversation agent request carries (talk-page duplex sessions), lets its own agent
+try them first (local first, the entry's option), and runs their tool calls here — through the entry's LLM API, with the conversation agent's exposure rules, so
 only exposed entities can be reached."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import chat_session, llm
+from homeassistant.helpers import chat_session, intent, llm
 
-from .const import DOMAIN
+from .const import CONF_LOCAL_FIRST, DOMAIN
 from .coordinator import CodaConfigEntry
 from .llm_tools import plain_json, tool_definitions
+from .targets import mended_arguments
 
 try:
     import probatio as vol
@@ -37,6 +38,8 @@ class HomeLink:
             return await self._context(request.get("language") or self.hass.config.language)
         if kind == "tool_call":
             return await self._call(str(request.get("name")), request.get("arguments"), str(request.get("call_id")))
+        if kind == "local":
+            return await self._local(str(request.get("text") or ""), request.get("language") or self.hass.config.language)
         return {"error": f"unknown request {kind!r}"}
 
     async def _context(self, language: str) -> dict[str, Any]:
@@ -57,11 +60,22 @@ class HomeLink:
             prompt = system.content if isinstance(system, conversation.SystemContent) else ""
         return {"tools": tool_definitions(self._api) if self._api else [], "prompt": prompt}
 
+    async def _local(self, text: str, language: str) -> dict[str, Any]:
+        """Home Assistant's own agent on a talk-page utterance, when the entry puts it first: its
+        speech when it handled the turn (nothing: the LLM answers)."""
+        if not (text and self.entry.options.get(CONF_LOCAL_FIRST, True)):
+            return {}
+        result = await conversation.async_converse(self.hass, text, None, Context(), language,
+                                                   agent_id=conversation.HOME_ASSISTANT_AGENT)
+        if result.response.response_type is intent.IntentResponseType.ERROR:
+            return {}
+        return {"speech": result.response.speech.get("plain", {}).get("speech", "")}
+
     async def _call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
         if self._api is None:
             return {"error": "this Home Assistant gave no tools"}
-        tool_input = llm.ToolInput(tool_name=name, tool_args=arguments if isinstance(arguments, dict) else {},
-                                   id=call_id)
+        tool_input = llm.ToolInput(tool_name=name, id=call_id,
+                                   tool_args=mended_arguments(self.hass, arguments if isinstance(arguments, dict) else {}))
         try:
             result = await self._api.async_call_tool(tool_input)
         except (HomeAssistantError, vol.Invalid) as err:

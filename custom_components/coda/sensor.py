@@ -81,6 +81,7 @@ SENSORS: tuple[CodaSensorDescription, ...] = (
     CodaSensorDescription(
         key="turns", translation_key="turns", state_class=SensorStateClass.TOTAL_INCREASING,
         value=lambda data: data.get("total_turns"),
+        attributes=lambda data: {"routes": dict(data.get("routes") or {})},  # local / llm / moshi / ...
     ),
     *(_latency(stage, statistic) for stage in STAGES for statistic in ("mean", "p95")),
     *(_component(component) for component in COMPONENTS),

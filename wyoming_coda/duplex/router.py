@@ -127,6 +127,12 @@ class DuplexRouter:
     async def _answer(self, text: str) -> None:
         self.session.hold_floor(True)
         try:
+            link = self.homes.for_duplex()
+            if link is not None and (speech := await link.local(text, None)) is not None:
+                self.turns.record_local(self.conversation_id, text, speech)  # Home Assistant's agent did it
+                self.session.say(speech)
+                await self.notify(LlmDone(speech, None))
+                return
             tools, prompt, home = await self._home()
             await self.notify(LlmTurn(text, home))
             options = TurnOptions(tools=tools, extra_prompt=prompt, own_timers=True)  # they ring here, in Moshi's voice

@@ -19,7 +19,7 @@ def create_backend(config: ExternalLLMConfig, enabled: bool = True) -> LLMBacken
     if config.provider == "openai":
         from .openai import OpenAIBackend
 
-        return OpenAIBackend(config.url, config.model, timeout=config.timeout)
+        return OpenAIBackend(config.url, config.model, timeout=config.timeout, temperature=config.temperature)
     from .llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(config)

@@ -27,6 +27,12 @@ class LLMChunk:
 
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: dict[str, int] | None = None  # at the end: prompt_tokens, cached_tokens (what the server reports)
+
+
+def timed_out(detail: str) -> LLMError:
+    """The LLM server is there but did not answer in time (not an outage)."""
+    return LLMError(detail, "Sorry, the language model took too long to answer.", "llm-timeout")
 
 
 class LLMError(Exception):
@@ -186,10 +192,31 @@ def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
                     args = _lenient_json(args or "{}")
                 except json.JSONDecodeError:
                     return None
+            name = next((k for k in known if k.rsplit("__", 1)[-1] == name), name)  # a prefix left out
             if name not in known or not isinstance(args, dict):
                 return None
             calls.append(ToolCall(name=name, arguments=args))
     return calls or None
+
+
+def _call_shaped(text: str) -> bool:
+    """Whether held text is a tool call that cannot be used (a call of no offered tool, or JSON
+    past mending with a call's keys) rather than other JSON (an echoed tool result, which the
+    turn never speaks)."""
+    stripped = text.strip()
+    bodies = _TAGGED.findall(stripped) or [_FENCE.sub("", stripped)]
+    for body in bodies:
+        try:
+            data = _lenient_json(body)
+        except json.JSONDecodeError:
+            if _CALL_KEYS.search(body):
+                return True
+            continue
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict) and "name" in item.get("function", item) and (
+                    {"arguments", "parameters"} & item.get("function", item).keys()):
+                return True
+    return bool(_TAGGED.search(stripped))
 
 
 def looks_like_tool_call(text: str) -> bool:
@@ -210,8 +237,8 @@ async def with_text_tool_calls(
     holding = bool(known)
     try:
         async for chunk in stream:
-            if chunk.tool_calls:
-                yield LLMChunk(tool_calls=chunk.tool_calls)
+            if chunk.tool_calls or chunk.usage:
+                yield LLMChunk(tool_calls=chunk.tool_calls, usage=chunk.usage)
             if not chunk.text:
                 continue
             if not holding:
@@ -229,7 +256,7 @@ async def with_text_tool_calls(
         calls = parse_text_tool_calls(held, known)
         if calls:
             yield LLMChunk(tool_calls=calls)
-        elif looks_like_tool_call(held) and _CALL_KEYS.search(held):
+        elif _call_shaped(held):
             raise LLMError(f"the model wrote a tool call that cannot be used: {held.strip()[:200]!r}",
                            MALFORMED_SPOKEN, "malformed-tool-call")
         else:

@@ -41,6 +41,7 @@ class LlamaCppBackend:
         self.threads = config.threads or os.cpu_count() or 1
         self.context = config.context_size
         self.timeout = config.timeout
+        self.temperature = config.temperature
         self._server: Any = None
         self._client: OpenAIBackend | None = None
         self._lock = asyncio.Lock()
@@ -62,7 +63,8 @@ class LlamaCppBackend:
         async with self._lock:
             if self._client is None:
                 self._server = await asyncio.to_thread(self._start)
-                self._client = OpenAIBackend(self._server.listening_address, "local", timeout=self.timeout)
+                self._client = OpenAIBackend(self._server.listening_address, "local", timeout=self.timeout,
+                                             temperature=self.temperature)
         return self._client
 
     async def chat(

@@ -11,7 +11,7 @@ import httpx
 import ollama
 
 from ..config import ExternalLLMConfig
-from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, to_wire, unavailable
+from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, timed_out, to_wire, unavailable
 
 CONNECT_RETRIES = 2
 
@@ -26,6 +26,7 @@ class OllamaBackend:
         self.url = config.url
         self.keep_alive = config.keep_alive
         self.think = config.think
+        self.temperature = config.temperature
         self._client = ollama.AsyncClient(host=config.url, timeout=config.timeout)
 
     def _error(self, err: Exception) -> LLMError:
@@ -33,17 +34,21 @@ class OllamaBackend:
             if err.status_code == 404:
                 return model_missing(self.model, f"ollama at {self.url}: {err.error}")
             return LLMError(f"ollama at {self.url}: {err.error}", "Sorry, my language model failed.", "llm-error")
+        if isinstance(err, httpx.TimeoutException) and not isinstance(err, httpx.ConnectTimeout):
+            return timed_out(f"ollama at {self.url} did not answer in time: {err}")
         return unavailable(f"ollama at {self.url} is unreachable: {err}")
 
     async def chat(
         self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
     ) -> AsyncIterator[LLMChunk]:
-        options = {"num_predict": max_tokens} if max_tokens else None
+        options: dict[str, Any] = {"num_predict": max_tokens} if max_tokens else {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
         for attempt in range(CONNECT_RETRIES + 1):
             try:
                 stream = await self._client.chat(
                     self.model, messages=[to_wire(m, "ollama") for m in messages], tools=tools or None, stream=True,
-                    think=self.think, keep_alive=self.keep_alive, options=options,
+                    think=self.think, keep_alive=self.keep_alive, options=options or None,
                 )
                 break
             except (ConnectionError, httpx.ConnectError) as err:
@@ -59,8 +64,10 @@ class OllamaBackend:
                     ToolCall(name=c.function.name, arguments=dict(c.function.arguments or {}))
                     for c in message.tool_calls or []
                 ]
-                if message.content or calls:
-                    yield LLMChunk(text=message.content or "", tool_calls=calls)
+                # Ollama counts only the prompt tokens it evaluated: the rest came from its cache
+                usage = {"prompt_tokens": part.prompt_eval_count} if part.done and part.prompt_eval_count else None
+                if message.content or calls or usage:
+                    yield LLMChunk(text=message.content or "", tool_calls=calls, usage=usage)
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError, json.JSONDecodeError) as err:
             raise self._error(err) from err
 

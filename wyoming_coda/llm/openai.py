@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, to_wire, unavailable
+from .base import LLMChunk, LLMError, Message, ToolCall, model_missing, timed_out, to_wire, unavailable
 
 CONNECT_RETRIES = 2
 
@@ -19,8 +19,11 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, url: str, model: str, timeout: float = 60.0, api_key: str | None = None) -> None:
+    def __init__(
+        self, url: str, model: str, timeout: float = 60.0, api_key: str | None = None, temperature: float | None = None
+    ) -> None:
         self.model = model
+        self.temperature = temperature
         self.base = url.rstrip("/") if url.rstrip("/").endswith("/v1") else url.rstrip("/") + "/v1"
         self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -35,6 +38,8 @@ class OpenAIBackend:
         for attempt in range(CONNECT_RETRIES + 1):
             try:
                 response = await self._http().post(f"{self.base}/chat/completions", json=body)
+            except TimeoutError as err:  # the server is there, the model is slow (a long prompt)
+                raise timed_out(f"{self.base}: no answer in time: {err}") from err
             except aiohttp.ClientConnectionError as err:
                 if attempt == CONNECT_RETRIES:
                     raise unavailable(f"{self.base} is unreachable: {err}") from err
@@ -51,13 +56,17 @@ class OpenAIBackend:
     async def chat(
         self, messages: list[Message], tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None
     ) -> AsyncIterator[LLMChunk]:
-        body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m, "openai") for m in messages], "stream": True}
+        body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m, "openai") for m in messages],
+                                "stream": True, "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
         if max_tokens:
             body["max_tokens"] = max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         response = await self._post(body)
         partial: dict[int, dict[str, Any]] = {}
+        usage: dict[str, int] | None = None
         try:
             async for raw in response.content:
                 line = raw.decode("utf-8", "replace").strip()
@@ -69,6 +78,7 @@ class OpenAIBackend:
                 event = json.loads(data)
                 if "error" in event:
                     raise LLMError(f"{self.base}: {event['error']}", "Sorry, my language model failed.", "llm-error")
+                usage = _usage(event) or usage
                 for choice in event.get("choices", []):
                     delta = choice.get("delta") or {}
                     for call in delta.get("tool_calls") or []:
@@ -79,10 +89,14 @@ class OpenAIBackend:
                         slot["arguments"] += function.get("arguments") or ""
                     if delta.get("content"):
                         yield LLMChunk(text=delta["content"])
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            raise timed_out(f"{self.base}: the model went silent: {err}") from err
+        except aiohttp.ClientError as err:
             raise unavailable(f"{self.base}: stream broken: {err}") from err
         finally:
             response.release()
+        if usage:
+            yield LLMChunk(usage=usage)
         calls = []
         for slot in partial.values():
             try:
@@ -107,3 +121,18 @@ class OpenAIBackend:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _usage(event: dict[str, Any]) -> dict[str, int] | None:
+    """The prompt's size and how much of it the server's prompt cache held: the OpenAI `usage`
+    object (`prompt_tokens_details.cached_tokens`), or llama.cpp's `timings` (`cache_n`)."""
+    usage, timings = event.get("usage") or {}, event.get("timings") or {}
+    if not usage and not timings:
+        return None
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None and "cache_n" in timings:
+        cached = timings["cache_n"]
+    prompt = usage.get("prompt_tokens")
+    if prompt is None and "prompt_n" in timings:
+        prompt = timings["prompt_n"] + timings.get("cache_n", 0)
+    return {k: int(v) for k, v in (("prompt_tokens", prompt), ("cached_tokens", cached)) if v is not None}

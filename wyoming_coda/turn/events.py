@@ -1,5 +1,5 @@
 """The events of one turn, as every client reads them: text as it streams, audio frames, tool
-calls and their results, and the end of the turn (always last, also when the turn failed)."""
+calls and their results, signs of life while nothing else comes, and the end of the turn (always last, also when the turn failed)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ class ToolAnswered:
 
 
 @dataclass
+class Progress:
+    """The turn is alive but has nothing to say yet (the LLM reads the prompt, a tool runs);
+    `say`: a short holding phrase ("One moment…") the client speaks once, before the answer,
+    and keeps out of the history."""
+
+    stage: str  # "thinking" or "tool"
+    seconds: float  # since the turn started
+    say: str | None = None
+
+
+@dataclass
 class TurnDone:
     """The end of the turn: the whole answer, its route, its error code if it failed."""
 
@@ -54,6 +65,7 @@ class TurnDone:
     tool_calls: int = 0
     language: str | None = None  # the answer's language (set by the turn runner)
     voice: str | None = None  # the voice it is (or would be) spoken with
+    usage: dict[str, int] = field(default_factory=dict)  # the last LLM round's prompt: tokens, cached
 
 
-TurnEvent = TextDelta | AudioOut | ToolCalled | ToolAnswered | TurnDone
+TurnEvent = TextDelta | AudioOut | ToolCalled | ToolAnswered | Progress | TurnDone

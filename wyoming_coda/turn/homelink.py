@@ -11,6 +11,8 @@ JSON text messages (an answer carries its request's type and id):
     client → server  {"type": "context", "id", "tools": [...], "prompt"}     or {..., "error"}
     server → client  {"type": "tool_call", "id", "call_id", "name", "arguments"}
     client → server  {"type": "tool_call", "id", "result"}                   or {..., "error"}
+    server → client  {"type": "local", "id", "text", "language"}            Home Assistant's own agent first
+    client → server  {"type": "local", "id", "speech"}                       handled; no `speech`: not handled
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ class HomeLink:
         if not (isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)):
             raise ToolError("Home Assistant's context has no list of tools")
         return HomeContext(self.name, RemoteTools(tools, self.call_tool), str(answer.get("prompt") or ""))
+
+    async def local(self, text: str, language: str | None) -> str | None:
+        """Home Assistant's own agent on `text` (local first): its spoken answer when it handled
+        the turn, None when the turn is for the LLM (not handled, local first off, no answer)."""
+        try:
+            answer = await self._request({"type": "local", "text": text, "language": language}, CONTEXT_TIMEOUT)
+        except ToolError as err:
+            _LOGGER.debug("Home Assistant's agent did not answer (%s): %s", self.name, err)
+            return None
+        speech = answer.get("speech")
+        return speech if isinstance(speech, str) and speech.strip() else None
 
     async def call_tool(self, call: ToolCall) -> Any:
         answer = await self._request(

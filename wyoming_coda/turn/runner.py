@@ -22,7 +22,7 @@ from ..events import (
     ToolCallMade,
 )
 from ..language import detect_language
-from ..llm.base import LLMBackend
+from ..llm.base import LLMBackend, Message, tool_name
 from ..metrics import Metrics
 from ..personality import Personality
 from ..speak.pipeline import Speaker, SpeakingPipeline
@@ -38,6 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 FALLBACK_ANSWER = "Sorry, I can't reach my language model right now."
 TURN_FAILED = "Sorry, something went wrong on my side."
+TIME_TOOLS = ("get_current_time", "GetDateTime", "HassGetCurrentTime")  # the server's, Home Assistant's
 MOSHI_SILENT = "Sorry, I didn't catch that."  # Moshi found nothing to say: an answer, not an outage
 
 
@@ -64,7 +65,9 @@ class TurnOptions:
     memory: False neither recalls nor learns; personality: overrides fields of the user's
     profile (verbosity, tone) for this turn; own_timers: offer the server's timers next to the
     client's tools (by default only without them: Home Assistant's timers ring on the satellite,
-    a talk-page session has none)."""
+    a talk-page session has none); history: the conversation so far as the client keeps it
+    (Home Assistant's chat log, which also has the turns its own agent answered), used instead of
+    the server's own."""
 
     tools: ToolManager | None = None
     extra_prompt: str | None = None
@@ -74,6 +77,7 @@ class TurnOptions:
     memory: bool = True
     personality: Mapping[str, str] | None = None
     own_timers: bool = False
+    history: list[Message] | None = None
 
 
 class TurnRunner:
@@ -154,6 +158,17 @@ class TurnRunner:
             await self._finish(conversation, text, done, time.monotonic() - start, options.memory)
             yield done  # every client (Wyoming, duplex, the voice API) still gets the end of the turn
 
+    def record_local(self, conversation_id: str, text: str, answer: str) -> None:
+        """A turn the client's own agent answered (Home Assistant's, local first): counted as the
+        `local` route and kept in the history, so the next LLM turn knows what happened."""
+        conversation = self.conversations.get(conversation_id)
+        conversation.last_active = time.monotonic()
+        conversation.add_turn(text, answer)
+        self.metrics.route("local")
+        self.metrics.turn()
+        self.events.publish(RouteChosen(conversation_id, "local", "answered by the client's own agent"))
+        self.events.publish(ResponseGenerated(conversation_id, answer, "local", conversation.language, None, {}, 0.0))
+
     def _memory_failed(self, conversation_id: str, err: MemoryUnavailableError) -> None:
         """Turns go on without memory; the failure is reported once (log, metric, event)."""
         if self._memory_down:
@@ -188,18 +203,21 @@ class TurnRunner:
         managers = [m for m in (options.tools, own) if m is not None] if full else []
         personal = self.config.integration.personality_enabled
         profile = self.personality.get(conversation.user_id if personal else "default")
+        offered = {tool_name(schema) for manager in managers for schema in manager.schemas()}
         prompt = system_prompt(
             profile.overridden(options.personality) if options.personality else profile,
             [self.config.personality.extra_prompt, options.extra_prompt or ""],
-            conversation.language, memories,
+            conversation.language, memories, clock=not any(name.endswith(TIME_TOOLS) for name in offered),
         )
         return TurnRequest(
-            messages=conversation.messages(prompt, text),
+            messages=conversation.messages(prompt, text, options.history),
             toolbox=Toolbox(managers) if managers else None,
             route=route.name,
             max_tool_iterations=self.config.external_llm.max_tool_iterations,
             max_answer_tokens=self.config.external_llm.max_answer_tokens,
             max_answer_seconds=self.config.external_llm.max_answer_seconds,
+            max_turn_seconds=self.config.external_llm.max_turn_seconds,
+            holding_seconds=self.config.external_llm.holding_phrase_seconds,
             speech=speech,
             parallel=self.config.external_llm.parallel_processing,
             speak_before_tools=self.config.integration.tool_calling_during_speech,
@@ -245,6 +263,8 @@ class TurnRunner:
         self.metrics.turn()
         for stage, value in done.timings.items():
             self.metrics.observe("turn_done" if stage == "done" else stage, value)
+        if "prompt_tokens" in done.usage:
+            self.metrics.llm_prompt(done.usage["prompt_tokens"], done.usage.get("cached_tokens"))
         if done.error:
             self.metrics.error(done.error)
             self.events.publish(ErrorEvent(conversation.id, done.error, done.text))

@@ -121,12 +121,27 @@ class _TurnTools:
         return await self._tools.call(name, arguments, self._conversation_id)
 
 
+MAX_ENUM = 8  # longer lists of allowed values are left out of the schema the LLM reads
+
+
+def compact(schema: Any) -> Any:
+    """A tool schema without its long lists of allowed values (Home Assistant lists some thirty
+    device classes under each intent tool): they cost prompt tokens on every turn, and small
+    models copy them into their calls. The client still checks the values."""
+    if isinstance(schema, list):
+        return [compact(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {key: compact(value) for key, value in schema.items()
+            if not (key == "enum" and isinstance(value, list) and len(value) > MAX_ENUM)}
+
+
 class RemoteTools:
     """Tools described by the client, each call answered by the client (Home Assistant runs
     them through its LLM API, so only exposed entities are reachable)."""
 
     def __init__(self, schemas: list[dict[str, Any]], call: Callable[[ToolCall], Awaitable[Any]]) -> None:
-        self._schemas = schemas
+        self._schemas = [compact(schema) for schema in schemas]
         self._call = call
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -146,18 +161,33 @@ class Toolbox:
     def __init__(self, managers: list[ToolManager]) -> None:
         self._owner: dict[str, ToolManager] = {}
         self._schemas: list[dict[str, Any]] = []
+        self._parameters: dict[str, set[str]] = {}  # the arguments each tool declares
         for manager in managers:
             for schema in manager.schemas():
                 name = tool_name(schema)
                 if name and name not in self._owner:
                     self._owner[name] = manager
                     self._schemas.append(schema)
+                    properties = (schema.get("function", schema).get("parameters") or {}).get("properties")
+                    if isinstance(properties, dict):
+                        self._parameters[name] = set(properties)
 
     def schemas(self) -> list[dict[str, Any]]:
         return self._schemas
 
+    def _mend(self, call: ToolCall) -> None:
+        """What small models get wrong about a call, mended in place (the history then shows the
+        call as it ran): a name without its prefix (`HassTurnOn` for Home Assistant 2026.10's
+        `intent__HassTurnOn`), arguments the tool does not declare (which its schema refuses)."""
+        if call.name not in self._owner:
+            call.name = next((n for n in self._owner if n.rsplit("__", 1)[-1] == call.name), call.name)
+        declared = self._parameters.get(call.name)
+        if declared is not None:
+            call.arguments = {k: v for k, v in call.arguments.items() if k in declared}
+
     async def call(self, call: ToolCall) -> tuple[Any, str | None]:
         """(result, error): errors are returned, not raised, so the LLM can react to them."""
+        self._mend(call)
         manager = self._owner.get(call.name)
         if manager is None:
             return None, f"unknown tool {call.name!r}"

@@ -83,7 +83,7 @@ class AnalyticsProvider:
             models={kind: slot.state for kind, slot in self.store.slots.items()},
             mode=self.mode,
             llm={"provider": self.llm.name, "model": self.llm.model, "healthy": self.health.healthy,
-                 "reachable": self._llm_reachable()},
+                 "reachable": self._llm_reachable(), "prompt": self.metrics.prompt_report()},
         )
 
     async def close(self) -> None:

@@ -4,8 +4,11 @@ that the client answers (see docs/protocol.md).
 Client → server: `transcript` (text, language, context: conversation_id, user/device ids,
 optional `tools` and `extra_system_prompt`), later `coda-tool-result` for each tool call.
 Server → client: handled-start, handled-chunk*, coda-tool-call (only for the client's own
-tools), handled-stop, then `handled` (or `not-handled` when the turn failed) — a plain
-`handled` always ends the turn, since Home Assistant's wyoming client reads only that.
+tools), coda-progress (every few seconds while nothing is said: the turn is alive; once with
+`say`, a holding phrase), handled-stop, then `handled` (or `not-handled` when the turn failed) —
+a plain `handled` always ends the turn, since Home Assistant's wyoming client reads only that.
+A transcript whose context has `answered_locally` (the client's own agent answered it) is only
+recorded: history, the `local` route in analytics.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..llm.base import ToolCall
 from ..personality import Personality
 from ..turn.answer_clock import AnswerClock
 from ..turn.conversation import Conversations
-from ..turn.events import TextDelta, TurnDone
+from ..turn.events import Progress, TextDelta, TurnDone
 from ..turn.runner import TurnOptions, TurnRunner
 from ..turn.tools import RemoteTools, ToolError
 from .connection import Connection
@@ -36,7 +39,10 @@ TOOL_TIMEOUT = 30.0
 HOUSEHOLD = "household"  # memory and personality of turns without a Home Assistant user
 ANONYMOUS = "anonymous"  # the profile of turns whose client does not prove the server's token
 ANONYMOUS_PREFIX = "anonymous:"  # their conversations never meet those of a proven client
+PROGRESS = "coda-progress"
 EVENT_TYPES = frozenset({Transcript("").event().type, TOOL_RESULT})
+MAX_HISTORY = 40  # messages of a client's history
+MAX_TEXT = 8000  # characters of one of them
 
 
 def _context_problem(context: Any) -> str | None:
@@ -54,6 +60,13 @@ def _context_problem(context: Any) -> str | None:
     conversation_id = context.get("conversation_id")
     if conversation_id is not None and not (isinstance(conversation_id, str) and 0 < len(conversation_id) <= 128):
         return "context.conversation_id must be a string of at most 128 characters"
+    history = context.get("history")
+    if history is not None and not _is_history(history):
+        return (f"context.history must be a list of at most {MAX_HISTORY} {{role: user|assistant, content}} "
+                f"messages of at most {MAX_TEXT} characters")
+    local = context.get("answered_locally")
+    if local is not None and not (isinstance(local, str) and 0 < len(local) <= MAX_TEXT):
+        return f"context.answered_locally must be the answer's text, 1 to {MAX_TEXT} characters"
     personality = context.get("personality")
     if personality is not None:
         if not isinstance(personality, dict):
@@ -63,6 +76,12 @@ def _context_problem(context: Any) -> str | None:
         except ValueError as err:
             return f"context.{err}"
     return None
+
+
+def _is_history(history: Any) -> bool:
+    return isinstance(history, list) and len(history) <= MAX_HISTORY and all(
+        isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+        and len(m["content"]) <= MAX_TEXT for m in history)
 
 
 def _anonymous(context: dict[str, Any]) -> dict[str, Any]:
@@ -148,17 +167,27 @@ class HandleService:
         conversation_id = self.conversations.start(context.get("conversation_id"), user_id, language,
                                                    self.idle_timeout)
         out_context = {"conversation_id": conversation_id}
+        if local := context.get("answered_locally"):  # the client's own agent answered: noted, not answered again
+            self.turns.record_local(conversation_id, text, local)
+            await self.connection.write_event(Handled(text=local, context=out_context).event())
+            return
+        history = [{"role": m["role"], "content": m["content"]} for m in context["history"]] \
+            if context.get("history") is not None else None
         tools = RemoteTools(context["tools"], self._call_remote) if context.get("tools") else None
         await self.connection.write_event(HandledStart(context=out_context).event())
         done: TurnDone | None = None
         options = TurnOptions(tools=tools, extra_prompt=context.get("extra_system_prompt"), language=language,
-                              memory=context.get("memory", True), personality=context.get("personality"))
+                              memory=context.get("memory", True), personality=context.get("personality"),
+                              history=history)
         pending = self.clock.answering(text) if self.clock is not None else None
         async for event in self.turns.answer(conversation_id, text, options):
             if isinstance(event, TextDelta):
                 if pending is not None:
                     pending.text += event.text
                 await self.connection.write_event(HandledChunk(text=event.text).event())
+            elif isinstance(event, Progress):  # alive, nothing to say yet (a silent client is a dead server)
+                data = {"stage": event.stage, "seconds": event.seconds}
+                await self.connection.write_event(Event(PROGRESS, {**data, "say": event.say} if event.say else data))
             elif isinstance(event, TurnDone):
                 done = event
         await self.connection.write_event(HandledStop().event())
