@@ -219,6 +219,27 @@ def _call_shaped(text: str) -> bool:
     return bool(_TAGGED.search(stripped))
 
 
+def _object_closed(text: str) -> bool:
+    """Whether `text` is one whole bare JSON object (its braces balance, strings aside)."""
+    stripped = text.lstrip()
+    if not stripped.startswith("{"):
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in stripped:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
+
+
 def looks_like_tool_call(text: str) -> bool:
     """True when the start of an answer may be a JSON tool call (hold it back from speech)."""
     head = text.lstrip()[:12]
@@ -230,7 +251,8 @@ async def with_text_tool_calls(
 ) -> AsyncGenerator[LLMChunk, None]:
     """Pass a stream through, turning a JSON-text tool call into a real one (mended where a
     small model got the JSON wrong). Text that starts like JSON is held back until the end of
-    the answer, so it is never spoken; a tool call that cannot be read (or names no offered
+    the answer (or of its first bare object: the rest of the stream is not read), so it is never
+    spoken; a tool call that cannot be read (or names no offered
     tool) ends the turn with an LLMError `malformed-tool-call` instead of being read aloud."""
     known = {tool_name(t) for t in tools or []}
     held = ""
@@ -248,6 +270,8 @@ async def with_text_tool_calls(
             if held.strip() and not looks_like_tool_call(held):
                 yield LLMChunk(text=held)
                 held, holding = "", False
+            elif _object_closed(held):  # a bare JSON call is whole: what a small model adds is not wanted
+                break
     finally:  # closing this stream (a bounded or cancelled answer) ends the LLM's request too
         close = getattr(stream, "aclose", None)
         if close is not None:
