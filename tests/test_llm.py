@@ -125,7 +125,7 @@ async def test_client_tool_calls_keep_the_llm_history_id() -> None:
         seen.append(call)
         return {"ok": True}
 
-    remote = RemoteTools([tool_schema("HassTurnOn", "Turn on.", {"type": "object", "properties": {}})], answer)
+    remote = RemoteTools([tool_schema("HassTurnOn", "Turn on.", {"type": "object", "properties": {"name": {"type": "string"}}})], answer)
     call = ToolCall(name="HassTurnOn", arguments={"name": "kitchen"})
     assert await Toolbox([remote]).call(call) == ({"ok": True}, None)
     assert seen[0].id == call.id  # the id on the wire is the one in the history
