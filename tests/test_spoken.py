@@ -29,7 +29,8 @@ def test_plain_words_pass_untouched() -> None:
 def test_summary_of_home_assistant_results() -> None:
     turn_on = ToolCall("intent__HassTurnOn", {"name": "kitchen"})
     result = {"speech": {}, "response_type": "action_done",
-              "data": {"success": [{"name": "Kitchen Lights"}, {"name": "Bed Light"}], "failed": []}}
+              "data": {"success": [{"name": "Kitchen", "type": "area"}, {"name": "Kitchen Lights", "type": "entity"},
+                                   {"name": "Bed Light"}], "failed": []}}
     assert summary(turn_on, result) == "Done, turned on Kitchen Lights and Bed Light."
     spoken = {"speech": {"plain": {"speech": "The timer is set."}}, "response_type": "action_done"}
     assert summary(ToolCall("HassStartTimer", {}), spoken) == "The timer is set."

@@ -67,7 +67,7 @@ async def test_device_control_only_for_exposed_lights(hass: HomeAssistant, coda_
 async def test_context_and_options(hass: HomeAssistant, coda_server: Any, ollama: Any) -> None:
     from tests.ollama_double import Reply
 
-    await setup_coda(hass, coda_server, {"prompt": "You are the house robot Zed.", "verbosity": "detailed",
+    await setup_coda(hass, coda_server, {**LLM_ONLY, "prompt": "You are the house robot Zed.", "verbosity": "detailed",
                                          "tone": "formal", "memory": False})
     ollama.script = [Reply(text="Good evening. All is well in the house tonight.")]
     result = await _ask(hass, "my name is Ada, how is the house?")

@@ -84,7 +84,8 @@ def summary(call: ToolCall, result: Any) -> str:
     if isinstance(speech, str) and speech.strip():
         return speech.strip()
     targets = (result.get("data") or {}).get("success") or []
-    names = [str(t["name"]) for t in targets if isinstance(t, dict) and t.get("name")]
+    names = [str(t["name"]) for t in targets  # the devices (Home Assistant also lists the area they were in)
+             if isinstance(t, dict) and t.get("name") and t.get("type", "entity") == "entity"]
     verb = _DID.get(call.name.removeprefix("intent__"))  # Home Assistant 2026.10 prefixes its intent tools
     if verb and names:
         return f"Done, {verb} {_joined(names)}."
