@@ -20,6 +20,10 @@ def test_json_and_code_are_never_spoken_whatever_the_chunking(size: int) -> None
     assert unspoken.removed
 
 
+def test_markdown_is_not_read_out() -> None:
+    assert Unspoken().feed("## Lights\n**Kitchen** is *on*.") == " Lights\nKitchen is on."
+
+
 def test_plain_words_pass_untouched() -> None:
     unspoken = Unspoken()
     assert unspoken.feed("It's 20°C [in the] kitchen, isn't it?") == "It's 20°C  kitchen, isn't it?"

@@ -52,6 +52,11 @@ async def test_local_first_then_the_llm_with_the_chat_logs_history(
     assert history[-1] == ("user", "what did I just ask you")
     status, analytics = coda_server.http_get("/api/analytics", coda_server.token)
     assert status == 200 and analytics["routes"].get("llm") == 1
+    # an answer of Home Assistant's without a device (a greeting, the time) is the LLM's to give:
+    # 2026.2's fuzzy matching also answers "my name is Ada" with the time
+    ollama.script = [Reply(text="Hello, Ada!"), Reply(text="Nice to meet you, Ada.")]
+    assert _speech(await _ask(hass, "hello")) == "Hello, Ada!"
+    assert _speech(await _ask(hass, "my name is Ada")) == "Nice to meet you, Ada."
 
 
 async def test_local_first_off_sends_everything_to_the_llm(hass: HomeAssistant, coda_server: Any,
@@ -155,7 +160,7 @@ async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_ser
     lights" (an invented floor, a name half right, snake case), and "the lights" of an area."""
     from tests.ollama_double import Reply
 
-    from .command_home import set_states, setup_home
+    from .command_home import set_states, setup_home, until
 
     await setup_home(hass)
     await setup_coda(hass, coda_server, LLM_ONLY)
@@ -167,6 +172,8 @@ async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_ser
                                                        "floor": "Living Room", "domain": ["light"]})]),
                      Reply(tool_calls=[("HassTurnOff", {"name": "lights", "area": "living room",
                                                         "domain": ["light"]})]),
+                     Reply(tool_calls=[("HassSetPosition", {"name": "living_room_window", "area": "Living Room",
+                                                            "domain": ["light"], "position": 50})]),
                      Reply(text="Done.")]
     await _ask(hass, "turn off the kitchen lights, the entrance lights on, and the living room lights off")
     assert hass.states.get("light.kitchen_lights").state == STATE_OFF
@@ -174,3 +181,4 @@ async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_ser
     assert hass.states.get("light.ceiling_lights").state == STATE_OFF
     assert hass.states.get("light.living_room_rgbww_lights").state == STATE_OFF
     assert hass.states.get("light.bed_light").state == STATE_OFF  # nothing else touched
+    assert await until(hass, {"cover.living_room_window": {"current_position": 50}}, 15)  # its domain guessed wrong

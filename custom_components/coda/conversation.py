@@ -13,7 +13,7 @@ from typing import Any, Literal
 from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import chat_session, intent, llm
+from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.translation import async_get_translations
 
@@ -31,6 +31,7 @@ from .const import (
 from .coordinator import CodaConfigEntry
 from .entity import CodaEntity
 from .llm_tools import plain_json, tool_definitions
+from .local_agent import local_answer
 from .targets import mended_arguments, similar_names
 
 _LOGGER = logging.getLogger(__name__)
@@ -167,29 +168,25 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
     async def _local(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> conversation.ConversationResult | None:
-        """Home Assistant's own agent on this turn, as a whole (its fuzzy matching, its fallbacks);
-        its answer when it handled the turn, None when the turn is for the LLM."""
-        session = chat_session.current_session.get()
-        try:  # a conversation of its own: the local agent's tool records stay out of this chat log
-            result = await conversation.async_converse(
-                self.hass, user_input.text, f"{chat_log.conversation_id}-local", user_input.context,
-                user_input.language, agent_id=conversation.HOME_ASSISTANT_AGENT, device_id=user_input.device_id,
-                satellite_id=getattr(user_input, "satellite_id", None),
+        """Home Assistant's own agent on this turn (local first); its answer when it handled the
+        turn, None when the turn is for the LLM."""
+        try:
+            response = await local_answer(
+                self.hass, user_input.text, user_input.language, user_input.context,
+                f"{chat_log.conversation_id}-local", user_input.device_id, getattr(user_input, "satellite_id", None),
             )
         except Exception:
             _LOGGER.exception("Home Assistant's agent failed on %r; the LLM answers", user_input.text)
             return None
-        finally:
-            chat_session.current_session.set(session)
-        if result.response.response_type is intent.IntentResponseType.ERROR:
+        if response is None:
             return None
-        speech = result.response.speech.get("plain", {}).get("speech", "")
+        speech = response.speech.get("plain", {}).get("speech", "")
         chat_log.async_add_assistant_content_without_tools(
             conversation.AssistantContent(agent_id=user_input.agent_id, content=speech))
         if speech:
             self.entry.async_create_background_task(
                 self.hass, self._record_local(user_input, chat_log.conversation_id, speech), f"{DOMAIN} local turn")
-        return conversation.ConversationResult(response=result.response, conversation_id=chat_log.conversation_id,
+        return conversation.ConversationResult(response=response, conversation_id=chat_log.conversation_id,
                                                continue_conversation=False)
 
     async def _record_local(self, user_input: conversation.ConversationInput, conversation_id: str,

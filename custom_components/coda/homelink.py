@@ -11,11 +11,12 @@ from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import chat_session, intent, llm
+from homeassistant.helpers import chat_session, llm
 
 from .const import CONF_LOCAL_FIRST, DOMAIN
 from .coordinator import CodaConfigEntry
 from .llm_tools import plain_json, tool_definitions
+from .local_agent import local_answer
 from .targets import mended_arguments
 
 try:
@@ -65,11 +66,8 @@ class HomeLink:
         speech when it handled the turn (nothing: the LLM answers)."""
         if not (text and self.entry.options.get(CONF_LOCAL_FIRST, True)):
             return {}
-        result = await conversation.async_converse(self.hass, text, None, Context(), language,
-                                                   agent_id=conversation.HOME_ASSISTANT_AGENT)
-        if result.response.response_type is intent.IntentResponseType.ERROR:
-            return {}
-        return {"speech": result.response.speech.get("plain", {}).get("speech", "")}
+        response = await local_answer(self.hass, text, language, Context())
+        return {"speech": response.speech.get("plain", {}).get("speech", "")} if response is not None else {}
 
     async def _call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
         if self._api is None:

@@ -19,6 +19,7 @@ from homeassistant.helpers import floor_registry as fr
 
 NAME_CUTOFF = 0.75  # how close a name must be to an exposed one to stand for it
 PLACE_CUTOFF = 0.8  # the same for an area or floor
+SURE_CUTOFF = 0.9  # a name that stands for a device of another domain than the call says
 MAX_NAMES = 20  # exposed names offered after a call that matched nothing
 
 
@@ -76,7 +77,10 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
                 mended[key] = place
     name = mended.get("name")
     if isinstance(name, str) and name.strip():
-        if (device := _closest(name, exposed_names(hass, _domains(mended)), NAME_CUTOFF)) is not None:
+        device = _closest(name, exposed_names(hass, _domains(mended)), NAME_CUTOFF)
+        if device is None and _domains(mended) and (device := _closest(name, exposed_names(hass), SURE_CUTOFF)):
+            mended.pop("domain")  # the device is plainly named, the model guessed its domain wrong
+        if device is not None:
             mended["name"] = device
             for constraint in ("area", "floor", "device_class"):  # a device named needs no other filter
                 mended.pop(constraint, None)

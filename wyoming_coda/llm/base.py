@@ -139,6 +139,7 @@ _CALL_KEYS = re.compile(r"[\"']?(?:name|function|arguments|parameters)[\"']?\s*:
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _PYTHON_LITERALS = {"True": "true", "False": "false", "None": "null"}
 MALFORMED_SPOKEN = "Sorry, I couldn't carry that out."
+AFTER_CALL = 16  # pieces read past a bare JSON call before the stream is closed
 
 
 def _repaired(body: str) -> str:
@@ -219,13 +220,15 @@ def _call_shaped(text: str) -> bool:
     return bool(_TAGGED.search(stripped))
 
 
-def _object_closed(text: str) -> bool:
-    """Whether `text` is one whole bare JSON object (its braces balance, strings aside)."""
-    stripped = text.lstrip()
-    if not stripped.startswith("{"):
-        return False
+def _object_end(text: str) -> int | None:
+    """Where the bare JSON object `text` starts with ends (its braces balance, strings aside);
+    None while it is open, or when `text` is no bare object."""
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        return None
     depth, in_string, escaped = 0, False, False
-    for char in stripped:
+    for index in range(start, len(text)):
+        char = text[index]
         if in_string:
             escaped = not escaped and char == "\\"
             in_string = escaped or char != '"'
@@ -236,8 +239,8 @@ def _object_closed(text: str) -> bool:
         elif char == "}":
             depth -= 1
             if depth == 0:
-                return True
-    return False
+                return index + 1
+    return None
 
 
 def looks_like_tool_call(text: str) -> bool:
@@ -257,6 +260,7 @@ async def with_text_tool_calls(
     known = {tool_name(t) for t in tools or []}
     held = ""
     holding = bool(known)
+    after_call = 0  # pieces read since a bare JSON call closed
     try:
         async for chunk in stream:
             if chunk.tool_calls or chunk.usage:
@@ -266,12 +270,17 @@ async def with_text_tool_calls(
             if not holding:
                 yield LLMChunk(text=chunk.text)
                 continue
+            if after_call:  # a bare JSON call is whole: the end of the stream (its usage) is waited
+                after_call += 1  # for a few pieces, what a small model rambles on with is not
+                if after_call > AFTER_CALL:
+                    break
+                continue
             held += chunk.text
             if held.strip() and not looks_like_tool_call(held):
                 yield LLMChunk(text=held)
                 held, holding = "", False
-            elif _object_closed(held):  # a bare JSON call is whole: what a small model adds is not wanted
-                break
+            elif (end := _object_end(held)) is not None:
+                held, after_call = held[:end], 1
     finally:  # closing this stream (a bounded or cancelled answer) ends the LLM's request too
         close = getattr(stream, "aclose", None)
         if close is not None:

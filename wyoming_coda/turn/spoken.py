@@ -20,8 +20,8 @@ _DID = {"HassTurnOn": "turned on", "HassTurnOff": "turned off", "HassLightSet": 
 
 class Unspoken:
     """Removes what must never be spoken from streamed text: JSON objects and arrays (a tool
-    result the model echoes, a call it wrote as text) and code (fenced or inline), wherever
-    they start, across chunk boundaries. `removed` says whether anything was taken out."""
+    result the model echoes, a call it wrote as text), code (fenced or inline) and markdown's
+    emphasis and headings, wherever they start, across chunk boundaries. `removed` says whether anything was taken out."""
 
     def __init__(self) -> None:
         self.depth = 0  # open { / [ of the JSON being skipped
@@ -34,6 +34,9 @@ class Unspoken:
     def feed(self, text: str) -> str:
         out: list[str] = []
         for char in text:
+            if char in "*#":  # markdown emphasis and headings: spoken answers have none
+                self.removed = True
+                continue
             if char == "`":
                 self.ticks += 1
                 self.removed = True
