@@ -511,3 +511,18 @@ async def test_a_slow_llm_sends_progress_and_holds_once(start_server, ollama: Ol
     assert events.index(next(e for e in events if e.type == "coda-progress")) < \
         events.index(next(e for e in events if e.type == "handled-chunk"))
     assert events[-1].data["text"] == "Here it is."  # the holding phrase is not the answer
+
+
+async def test_a_turn_asks_for_a_mode_the_server_has_loaded(start_server, ollama: OllamaDouble) -> None:
+    """A conversation agent's own mode: one the server serves (here hybrid, without Moshi: the
+    LLM's two), refused otherwise before anything runs."""
+    server = start_server("--llm-url", ollama.url)
+    _, health = server.http_get("/healthz", server.token)
+    assert health["modes"] == ["hybrid", "adaptive"]
+    refused = await handle_turn(server, "hi there", context={"mode": "moshi_only"})
+    assert [e.type for e in refused] == ["error", "not-handled"] and "hybrid, adaptive" in refused[0].data["text"]
+    await handle_turn(server, "hi there", context={"mode": "adaptive"})  # chit-chat: the fast path
+    await handle_turn(server, "hi there")  # the server's own mode: hybrid, the LLM
+    assert [r["options"].get("num_predict") for r in ollama.requests] == [60, 460]
+    _, analytics = server.http_get("/api/analytics")
+    assert analytics["routes"] == {"fast": 1, "llm": 1}

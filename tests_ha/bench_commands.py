@@ -134,8 +134,9 @@ async def test_spoken_commands(hass: HomeAssistant, coda_server_factory: Any, cp
     for label, pipeline_id, local_first in (("Coda (local first)", coda, True),
                                             ("Home Assistant's local agent", local, True),
                                             ("Coda, local first off", coda, False)):
-        if entry.options.get("local_first") != local_first:
-            hass.config_entries.async_update_entry(entry, options={**entry.options, "local_first": local_first})
+        (agent,) = entry.subentries.values()
+        if agent.data.get("local_first") != local_first:
+            hass.config_entries.async_update_subentry(entry, agent, data={**agent.data, "local_first": local_first})
             await hass.async_block_till_done()
         print(f"\n  {label}", flush=True)
         start_prompt = _prompt(server)

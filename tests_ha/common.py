@@ -9,25 +9,36 @@ from unittest.mock import patch
 
 from homeassistant.components import stt
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.coda.config_flow import DEFAULT_OPTIONS
-from custom_components.coda.const import CONF_LOCAL_FIRST, DOMAIN
+from custom_components.coda.config_flow import DEFAULT_AGENT, DEFAULT_OPTIONS
+from custom_components.coda.const import CONF_LOCAL_FIRST, DOMAIN, SUBENTRY_AGENT
 
 LLM_ONLY = {CONF_LOCAL_FIRST: False}  # every turn to the server's LLM (Home Assistant's own agent never tries)
 
 
-async def setup_coda(hass: HomeAssistant, server: Any, options: dict[str, Any] | None = None) -> MockConfigEntry:
-    """A loaded Coda Voice config entry for `server` (a tests.serverproc.ServerProcess)."""
+async def setup_coda(
+    hass: HomeAssistant, server: Any, options: dict[str, Any] | None = None,
+    more_agents: dict[str, dict[str, Any]] | None = None,
+) -> MockConfigEntry:
+    """A loaded Coda Voice config entry for `server` (a tests.serverproc.ServerProcess) with its
+    conversation agent "Coda Voice" (`options`: its settings, and the entry's `duplex_control`)
+    and `more_agents` (title -> settings)."""
     assert await async_setup_component(hass, "homeassistant", {})
+    settings = {**DEFAULT_AGENT, **(options or {})}
+    entry_options = {**DEFAULT_OPTIONS, **{k: settings.pop(k) for k in list(settings) if k in DEFAULT_OPTIONS}}
+    agents = {"Coda Voice": settings, **{title: {**DEFAULT_AGENT, **agent} for title, agent in (more_agents or {}).items()}}
     entry = MockConfigEntry(
-        domain=DOMAIN, title="Coda Voice", unique_id=server.server_id,
+        domain=DOMAIN, title="Coda Voice", unique_id=server.server_id, version=2,
         data={"host": "127.0.0.1", "port": server.port, "http_port": server.http_port, "token": server.token},
-        options={**DEFAULT_OPTIONS, **(options or {})},
+        options=entry_options,
+        subentries_data=[ConfigSubentryData(data=data, subentry_type=SUBENTRY_AGENT, title=title, unique_id=None)
+                         for title, data in agents.items()],
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

@@ -20,7 +20,7 @@ from wyoming.event import Event, async_read_event, async_write_event
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from custom_components.coda.config_flow import DEFAULT_OPTIONS
+from custom_components.coda.config_flow import DEFAULT_AGENT, DEFAULT_OPTIONS
 from custom_components.coda.const import DOMAIN
 
 
@@ -58,7 +58,8 @@ async def test_user_flow_creates_entry_once(hass: HomeAssistant, coda_server: An
     entry = result["result"]
     assert entry.unique_id == coda_server.server_id == coda_server.http_get("/healthz")[1]["server_id"]
     assert entry.data == _form(coda_server, token=coda_server.token)
-    assert entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
+    (agent,) = entry.subentries.values()  # the server comes with one conversation agent
+    assert agent.title == "Coda Voice" and agent.data[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
     await hass.async_block_till_done()
 
     again = await _user_flow(hass, _form(coda_server, token=coda_server.token))
@@ -231,6 +232,7 @@ async def test_supervisor_discovery_offers_both_integrations(hass: HomeAssistant
     entry = result["result"]
     assert entry.unique_id == server.server_id and entry.title == "Coda Voice"
     assert entry.data == _form(server, token="side-token") and entry.options == DEFAULT_OPTIONS
+    assert [agent.data for agent in entry.subentries.values()] == [DEFAULT_AGENT]
     await hass.async_block_till_done()
     again = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=announced("coda"))
@@ -267,11 +269,19 @@ async def test_reauth_and_options(hass: HomeAssistant, coda_server_factory: Any)
     await hass.async_block_till_done()
     assert entry.state is config_entries.ConfigEntryState.LOADED
 
-    options = await hass.config_entries.options.async_init(entry.entry_id)
-    assert options["type"] is FlowResultType.FORM
-    options = await hass.config_entries.options.async_configure(options["flow_id"], {
-        CONF_LLM_HASS_API: [], "prompt": "Be terse.", "verbosity": "detailed", "tone": "formal", "memory": False})
-    assert options["type"] is FlowResultType.CREATE_ENTRY
+    options = await hass.config_entries.options.async_init(entry.entry_id)  # the entry's: the talk page
+    options = await hass.config_entries.options.async_configure(options["flow_id"], {"duplex_control": False})
+    assert options["type"] is FlowResultType.CREATE_ENTRY and entry.options == {"duplex_control": False}
     await hass.async_block_till_done()
-    assert CONF_LLM_HASS_API not in entry.options and entry.options["memory"] is False
+    (agent,) = entry.subentries.values()  # the agent's own settings: reconfigured as a subentry
+    flow = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "conversation"), context={"source": "reconfigure", "subentry_id": agent.subentry_id})
+    assert flow["type"] is FlowResultType.FORM and flow["step_id"] == "set_options"
+    flow = await hass.config_entries.subentries.async_configure(flow["flow_id"], {
+        CONF_LLM_HASS_API: [], "prompt": "Be terse.", "mode": "server", "verbosity": "detailed", "tone": "formal",
+        "memory": False, "local_first": True})
+    assert flow["type"] is FlowResultType.ABORT and flow["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    agent = entry.subentries[agent.subentry_id]
+    assert CONF_LLM_HASS_API not in agent.data and agent.data["memory"] is False and agent.data["prompt"] == "Be terse."
     assert entry.state is config_entries.ConfigEntryState.LOADED  # reloaded with the new options

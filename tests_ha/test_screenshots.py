@@ -250,11 +250,11 @@ async def test_screenshots_of_a_real_home_assistant(
                         f"{PAGE_TEXT}.includes('Coda Voice (127.0.0.1)')")
             await browser.screenshot(out / "integration.png")
 
-            # the options of the conversation agent, opened with the entry's gear button
-            assert await browser.evaluate(f"({CLICK})('Configure')")
+            # a conversation agent's settings: the form of a new one, opened from the entry
+            assert await browser.evaluate(f"({CLICK})('Add conversation agent')")
             await _show(browser, None, f"{PAGE_TEXT}.includes('Control Home Assistant')")
             text = await browser.evaluate(PAGE_TEXT)
-            assert "Answer length" in text and "Remember facts about users" in text
+            assert "Answer length" in text and "Remember facts about users" in text and "Mode" in text
             await browser.screenshot(out / "options.png")
         finally:
             await browser.close()

@@ -55,11 +55,14 @@ async def test_sensors_follow_the_server(hass: HomeAssistant, coda_server: Any, 
     assert device is not None and device.manufacturer == "Coda Voice"
     assert device.identifiers == {(DOMAIN, coda_server.server_id)}
     entities = er.async_entries_for_device(er.async_get(hass), device.id)
-    assert {e.entity_id for e in entities} >= {*ids.values(), reachable, "conversation.coda_voice"}
+    assert {e.entity_id for e in entities} >= {*ids.values(), reachable}
+    agent = dr.async_get(hass).async_get(er.async_get(hass).async_get("conversation.coda_voice").device_id)
+    assert agent is not None and agent.via_device_id == device.id  # each agent a device under the server's
 
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["server"]["server_id"] == coda_server.server_id
     assert diagnostics["analytics"]["total_turns"] == 1
+    assert [a["title"] for a in diagnostics["agents"]] == ["Coda Voice"]
 
     coda_server.terminate()
     await wait_for(lambda: state(ids["turns"]).state == STATE_UNAVAILABLE)  # the stream closed: polled, failed

@@ -79,6 +79,7 @@ class ServerInfo:
     mode: str
     device: str
     device_control: bool = True  # turns can act on devices (not: moshi_only without an LLM)
+    modes: tuple[str, ...] = ()  # the modes a conversation agent may ask for
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,11 @@ class CodaClient:
         if "server_id" not in health:
             raise NotCodaError(f"{self.http_url}/healthz is not a Coda Voice health report")
         version = next((p.version for p in info.handle if p.name in HANDLE_PROGRAMS), None) or "unknown"
-        return ServerInfo(str(health["server_id"]), version, str(health.get("mode")), str(health.get("device")),
-                          health.get("device_control") is not False)
+        mode = str(health.get("mode"))
+        modes = health.get("modes")
+        return ServerInfo(str(health["server_id"]), version, mode, str(health.get("device")),
+                          health.get("device_control") is not False,
+                          tuple(str(m) for m in modes) if isinstance(modes, list) else (mode,))
 
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")

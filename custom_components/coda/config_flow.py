@@ -1,13 +1,22 @@
 """Config flow: a Coda Voice server found by zeroconf or entered by hand, checked before it is
-added; options for the conversation agent."""
+added, with one conversation agent; more agents as subentries (each its own instructions, LLM
+API, mode, personality, memory and Home Assistant first); the entry's option: talk-page control."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
-from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_PORT, CONF_PROMPT, CONF_TOKEN
+from homeassistant.config_entries import (
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentryData,
+    ConfigSubentryFlow,
+    OptionsFlow,
+    SubentryFlowResult,
+)
+from homeassistant.const import CONF_HOST, CONF_LLM_HASS_API, CONF_NAME, CONF_PORT, CONF_PROMPT, CONF_TOKEN
 from homeassistant.core import callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers import llm
@@ -32,12 +41,16 @@ from .const import (
     CONF_HTTP_PORT,
     CONF_LOCAL_FIRST,
     CONF_MEMORY,
+    CONF_MODE,
     CONF_TONE,
     CONF_VERBOSITY,
+    DEFAULT_AGENT_NAME,
     DEFAULT_HTTP_PORT,
     DEFAULT_PORT,
     DOMAIN,
+    MODE_OPTIONS,
     SERVER_DEFAULT,
+    SUBENTRY_AGENT,
     TONE_OPTIONS,
     TXT_CODA,
     TXT_HTTP_PORT,
@@ -61,21 +74,27 @@ CONNECTION_SCHEMA = vol.Schema({
     vol.Required(CONF_HTTP_PORT, default=DEFAULT_HTTP_PORT): PORT,
     **TOKEN_FIELD,
 })
-DEFAULT_OPTIONS = {
+DEFAULT_AGENT = {  # a conversation agent's settings (a subentry's data)
     CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
     CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
+    CONF_MODE: SERVER_DEFAULT,
     CONF_VERBOSITY: SERVER_DEFAULT,
     CONF_TONE: SERVER_DEFAULT,
     CONF_MEMORY: True,
     CONF_LOCAL_FIRST: True,
-    CONF_DUPLEX_CONTROL: True,
 }
+DEFAULT_OPTIONS = {CONF_DUPLEX_CONTROL: True}  # the entry's: the server's talk page may control the home
+
+
+def first_agent(title: str) -> list[ConfigSubentryData]:
+    """The conversation agent a new server entry starts with."""
+    return [ConfigSubentryData(data=DEFAULT_AGENT, subentry_type=SUBENTRY_AGENT, title=title, unique_id=None)]
 
 
 class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a Coda Voice server."""
 
-    VERSION = 1
+    VERSION = 2  # 1: the agent's settings in the entry's options (one agent per server)
 
     def __init__(self) -> None:
         self._discovered: dict[str, Any] = {}
@@ -85,6 +104,11 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
     @callback
     def async_get_options_flow(config_entry: CodaConfigEntry) -> CodaOptionsFlow:
         return CodaOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(cls, config_entry: CodaConfigEntry) -> dict[str, type[ConfigSubentryFlow]]:
+        return {SUBENTRY_AGENT: AgentFlow}
 
     async def _async_check(self, data: dict[str, Any]) -> tuple[ServerInfo | None, dict[str, str]]:
         """The server behind `data`, or the form error that says why it cannot be used."""
@@ -109,7 +133,7 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
                 await self.async_set_unique_id(server.server_id)
                 self._abort_if_unique_id_configured(updates=_connection(user_input))
                 return self.async_create_entry(title=f"Coda Voice ({user_input[CONF_HOST]})", data=user_input,
-                                               options=DEFAULT_OPTIONS)
+                                               options=DEFAULT_OPTIONS, subentries=first_agent(DEFAULT_AGENT_NAME))
         return self.async_show_form(
             step_id="user", data_schema=self.add_suggested_values_to_schema(CONNECTION_SCHEMA, user_input),
             errors=errors,
@@ -152,7 +176,8 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
             data = {**self._discovered, **user_input}
             server, errors = await self._async_check(data)
             if server is not None:
-                return self.async_create_entry(title=self._name, data=data, options=DEFAULT_OPTIONS)
+                return self.async_create_entry(title=self._name, data=data, options=DEFAULT_OPTIONS,
+                                               subentries=first_agent(DEFAULT_AGENT_NAME))
         return self.async_show_form(
             step_id="zeroconf_confirm", data_schema=vol.Schema(TOKEN_FIELD), errors=errors,
             description_placeholders={"name": self._name, "host": self._discovered[CONF_HOST]},
@@ -180,7 +205,8 @@ class CodaConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_hassio_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         if user_input is not None:
-            return self.async_create_entry(title=self._name, data=self._discovered, options=DEFAULT_OPTIONS)
+            return self.async_create_entry(title=self._name, data=self._discovered, options=DEFAULT_OPTIONS,
+                                           subentries=first_agent(DEFAULT_AGENT_NAME))
         return self.async_show_form(step_id="hassio_confirm", description_placeholders={"addon": self._name})
 
     async def async_step_reauth(self, entry_data: dict[str, Any]) -> ConfigFlowResult:
@@ -223,23 +249,54 @@ def _select(options: tuple[str, ...], key: str) -> SelectSelector:
 
 
 class CodaOptionsFlow(OptionsFlow):
-    """How the conversation agent talks to the server."""
+    """What the server's talk-page sessions may do in this home."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         if user_input is not None:
-            if not user_input.get(CONF_LLM_HASS_API):
-                user_input.pop(CONF_LLM_HASS_API, None)
             return self.async_create_entry(data=user_input)
+        schema = vol.Schema({vol.Required(CONF_DUPLEX_CONTROL, default=True): BooleanSelector()})
+        return self.async_show_form(
+            step_id="init", data_schema=self.add_suggested_values_to_schema(schema, self.config_entry.options)
+        )
+
+
+class AgentFlow(ConfigSubentryFlow):
+    """A conversation agent on the server: added, or changed (reconfigure)."""
+
+    async def async_step_set_options(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        entry: CodaConfigEntry = self._get_entry()
+        if entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="entry_not_loaded")
+        new = self.source == "user"
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            mode = user_input.get(CONF_MODE, SERVER_DEFAULT)
+            if mode != SERVER_DEFAULT and mode not in entry.runtime_data.server.modes:
+                errors[CONF_MODE] = "mode_not_loaded"  # the server did not load what it needs
+            else:
+                if not user_input.get(CONF_LLM_HASS_API):
+                    user_input.pop(CONF_LLM_HASS_API, None)
+                if new:
+                    title = user_input.pop(CONF_NAME)
+                    return self.async_create_entry(title=title, data=user_input)
+                return self.async_update_and_abort(entry, self._get_reconfigure_subentry(), data=user_input)
         apis = [SelectOptionDict(label=api.name, value=api.id) for api in llm.async_get_apis(self.hass)]
+        fields: dict[Any, Any] = {vol.Required(CONF_NAME): str} if new else {}
         schema = vol.Schema({
+            **fields,
             vol.Optional(CONF_LLM_HASS_API): SelectSelector(SelectSelectorConfig(options=apis, multiple=True)),
             vol.Optional(CONF_PROMPT): TemplateSelector(),
+            vol.Required(CONF_MODE, default=SERVER_DEFAULT): _select(MODE_OPTIONS, CONF_MODE),
             vol.Required(CONF_VERBOSITY, default=SERVER_DEFAULT): _select(VERBOSITY_OPTIONS, CONF_VERBOSITY),
             vol.Required(CONF_TONE, default=SERVER_DEFAULT): _select(TONE_OPTIONS, CONF_TONE),
             vol.Required(CONF_MEMORY, default=True): BooleanSelector(),
             vol.Required(CONF_LOCAL_FIRST, default=True): BooleanSelector(),
-            vol.Required(CONF_DUPLEX_CONTROL, default=True): BooleanSelector(),
         })
+        suggested = user_input or (DEFAULT_AGENT if new else self._get_reconfigure_subentry().data)
         return self.async_show_form(
-            step_id="init", data_schema=self.add_suggested_values_to_schema(schema, self.config_entry.options)
+            step_id="set_options", data_schema=self.add_suggested_values_to_schema(schema, suggested), errors=errors,
+            description_placeholders={"modes": ", ".join(entry.runtime_data.server.modes)},
         )
+
+    async_step_user = async_step_set_options
+    async_step_reconfigure = async_step_set_options

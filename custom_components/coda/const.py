@@ -14,7 +14,10 @@ CONF_MEMORY: Final = "memory"
 CONF_VERBOSITY: Final = "verbosity"
 CONF_TONE: Final = "tone"
 CONF_LOCAL_FIRST: Final = "local_first"  # Home Assistant's own agent tries each turn before the LLM
-CONF_DUPLEX_CONTROL: Final = "duplex_control"  # the server's talk-page sessions may use this entry's tools
+CONF_DUPLEX_CONTROL: Final = "duplex_control"
+CONF_MODE: Final = "mode"  # a conversation agent's own processing mode (one the server has loaded)
+SUBENTRY_AGENT: Final = "conversation"  # the subentry type of a conversation agent
+DEFAULT_AGENT_NAME: Final = "Coda Voice"  # the server's talk-page sessions may use this entry's tools
 
 DEFAULT_PORT: Final = 10300
 DEFAULT_HTTP_PORT: Final = 10301
@@ -22,6 +25,7 @@ HOUSEHOLD: Final = "household"  # the server's memory of turns without a Home As
 SERVER_DEFAULT: Final = "server"  # personality option: keep the server's own profile
 VERBOSITY_OPTIONS: Final = (SERVER_DEFAULT, "brief", "normal", "detailed")
 TONE_OPTIONS: Final = (SERVER_DEFAULT, "friendly", "formal", "casual", "playful")
+MODE_OPTIONS: Final = (SERVER_DEFAULT, "hybrid", "adaptive", "moshi_only")
 
 # The TXT property every Coda Voice server puts in its `_wyoming._tcp` advertisement, and the
 # handle program its `describe` lists: how a Coda server is told apart from other Wyoming servers.

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import intent, llm
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.translation import async_get_translations
 
@@ -21,14 +23,16 @@ from .api import CodaConnectionError, CodaTurn, Holding, TextDelta, ToolCallRequ
 from .const import (
     CONF_LOCAL_FIRST,
     CONF_MEMORY,
+    CONF_MODE,
     CONF_TONE,
     CONF_VERBOSITY,
     DOMAIN,
+    MANUFACTURER,
     MAX_HISTORY,
     MAX_TOOL_ROUNDS,
     SERVER_DEFAULT,
 )
-from .coordinator import CodaConfigEntry
+from .coordinator import CodaConfigEntry, agents
 from .entity import CodaEntity
 from .llm_tools import plain_json, tool_definitions
 from .local_agent import local_answer
@@ -46,7 +50,8 @@ FALLBACK_MESSAGES = {  # when the translations cannot be read
 async def async_setup_entry(
     hass: HomeAssistant, entry: CodaConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
-    async_add_entities([CodaConversationEntity(entry)])
+    for agent in agents(entry):
+        async_add_entities([CodaConversationEntity(entry, agent)], config_subentry_id=agent.subentry_id)
 
 
 def _history(chat_log: conversation.ChatLog) -> list[dict[str, str]]:
@@ -66,35 +71,36 @@ def _tool_result(content: conversation.ToolResultContent) -> Any:
 
 
 class CodaConversationEntity(conversation.ConversationEntity, conversation.AbstractConversationAgent, CodaEntity):
-    """The server's LLM as a Home Assistant conversation agent."""
+    """One conversation agent of the server (a subentry: its instructions, LLM API, mode,
+    personality, memory, Home Assistant first), on a device of its own under the server's."""
 
     _attr_name = None
     _attr_supports_streaming = True
 
-    def __init__(self, entry: CodaConfigEntry) -> None:
+    def __init__(self, entry: CodaConfigEntry, agent: ConfigSubentry) -> None:
         super().__init__(entry, "conversation")
         self.entry = entry
+        self.options = agent.data
+        server = entry.runtime_data.server
+        self._attr_unique_id = agent.subentry_id
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, agent.subentry_id)}, name=agent.title, manufacturer=MANUFACTURER,
+            model="Conversation agent", entry_type=DeviceEntryType.SERVICE,
+            via_device=(DOMAIN, server.server_id),  # type: ignore[typeddict-unknown-key]  # 2026.2's only key
+        )
         # CONTROL only when the server's turns can act: a moshi_only server without an LLM cannot
-        if entry.options.get(CONF_LLM_HASS_API) and entry.runtime_data.server.device_control:
+        if self.options.get(CONF_LLM_HASS_API) and server.device_control:
             self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
 
     @property
     def supported_languages(self) -> list[str] | Literal["*"]:
         return MATCH_ALL
 
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        conversation.async_set_agent(self.hass, self.entry, self)
-
-    async def async_will_remove_from_hass(self) -> None:
-        conversation.async_unset_agent(self.hass, self.entry)
-        await super().async_will_remove_from_hass()
-
     def _request_context(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> dict[str, Any]:
         """What the server reads from a transcript's context (docs/protocol.md)."""
-        options = self.entry.options
+        options = self.options
         context: dict[str, Any] = {
             "conversation_id": chat_log.conversation_id,
             "memory": options.get(CONF_MEMORY, True),
@@ -110,6 +116,8 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
         context["history"] = _history(chat_log)
         personality = {key: options[key] for key in (CONF_VERBOSITY, CONF_TONE)
                        if options.get(key, SERVER_DEFAULT) != SERVER_DEFAULT}
+        if options.get(CONF_MODE, SERVER_DEFAULT) != SERVER_DEFAULT:
+            context["mode"] = options[CONF_MODE]
         if personality:
             context["personality"] = personality
         return context
@@ -117,7 +125,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
     async def _async_handle_message(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> conversation.ConversationResult:
-        options = self.entry.options
+        options = self.options
         if options.get(CONF_LOCAL_FIRST, True) and (local := await self._local(user_input, chat_log)) is not None:
             return local
         try:
@@ -193,7 +201,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
                             speech: str) -> None:
         """Tell the server what Home Assistant's agent answered (its history, the `local` route)."""
         context: dict[str, Any] = {"conversation_id": conversation_id, "answered_locally": speech,
-                                   "memory": self.entry.options.get(CONF_MEMORY, True)}
+                                   "memory": self.options.get(CONF_MEMORY, True)}
         if user_id := user_input.context.user_id:
             context["user_id"] = user_id
         try:
@@ -267,6 +275,6 @@ def _without_holding(chat_log: conversation.ChatLog, first: int, holding: str) -
         return
     for index in range(first, len(chat_log.content)):
         content = chat_log.content[index]
-        if isinstance(content, conversation.AssistantContent) and (content.content or "").startswith(holding):
+        if isinstance(content, conversation.AssistantContent) and content.content and content.content.startswith(holding):
             chat_log.content[index] = replace(content, content=content.content.removeprefix(holding).lstrip() or None)
             return

@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .api import CodaAuthError, CodaClient, CodaError, ServerInfo
-from .const import DOMAIN, POLL_INTERVAL, PUSH_INTERVAL
+from .const import DOMAIN, POLL_INTERVAL, PUSH_INTERVAL, SUBENTRY_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +32,17 @@ class CodaRuntimeData:
 
 
 type CodaConfigEntry = ConfigEntry[CodaRuntimeData]
+
+
+def agents(entry: ConfigEntry) -> list[ConfigSubentry]:
+    """The entry's conversation agents, oldest first."""
+    return [sub for sub in entry.subentries.values() if sub.subentry_type == SUBENTRY_AGENT]
+
+
+def talk_page_agent(entry: ConfigEntry) -> ConfigSubentry | None:
+    """The agent whose settings (LLM API, instructions, Home Assistant first) the server's
+    talk-page sessions get through the home link: the entry's first."""
+    return next(iter(agents(entry)), None)
 
 
 class CodaCoordinator(DataUpdateCoordinator[dict[str, Any]]):

@@ -9,6 +9,19 @@ from .const import DOMAIN, MANUFACTURER
 from .coordinator import CodaConfigEntry, CodaCoordinator
 
 
+def server_device(entry: CodaConfigEntry) -> DeviceInfo:
+    """The server's device (its agents' devices hang under it)."""
+    server = entry.runtime_data.server
+    return DeviceInfo(
+        identifiers={(DOMAIN, server.server_id)},
+        name=entry.title,
+        manufacturer=MANUFACTURER,
+        model=f"Voice server ({server.device})",
+        sw_version=server.version,
+        configuration_url=entry.runtime_data.client.http_url,
+    )
+
+
 class CodaEntity(CoordinatorEntity[CodaCoordinator]):
     """An entity of one server, available while the server answers."""
 
@@ -16,13 +29,5 @@ class CodaEntity(CoordinatorEntity[CodaCoordinator]):
 
     def __init__(self, entry: CodaConfigEntry, key: str) -> None:
         super().__init__(entry.runtime_data.coordinator)
-        server = entry.runtime_data.server
-        self._attr_unique_id = f"{server.server_id}_{key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, server.server_id)},
-            name=entry.title,
-            manufacturer=MANUFACTURER,
-            model=f"Voice server ({server.device})",
-            sw_version=server.version,
-            configuration_url=entry.runtime_data.client.http_url,
-        )
+        self._attr_unique_id = f"{entry.runtime_data.server.server_id}_{key}"
+        self._attr_device_info = server_device(entry)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
@@ -28,9 +29,12 @@ except ImportError:
 class HomeLink:
     """Answers the server's requests over the link of one config entry."""
 
-    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry, agent: ConfigSubentry) -> None:
+        """`agent`: the conversation agent whose settings the sessions get (LLM API, instructions,
+        Home Assistant first)."""
         self.hass = hass
         self.entry = entry
+        self.agent = agent
         self._api: llm.APIInstance | None = None  # of the latest context, for its tool calls
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +52,7 @@ class HomeLink:
         or a device (the same chat log code builds them)."""
         llm_context = llm.LLMContext(platform=DOMAIN, context=Context(), language=language,
                                      assistant=conversation.DOMAIN, device_id=None)
-        options = self.entry.options
+        options = self.agent.data
         with (chat_session.async_get_chat_session(self.hass) as session,
               conversation.async_get_chat_log(self.hass, session) as chat_log):
             try:
@@ -64,7 +68,7 @@ class HomeLink:
     async def _local(self, text: str, language: str) -> dict[str, Any]:
         """Home Assistant's own agent on a talk-page utterance, when the entry puts it first: its
         speech when it handled the turn (nothing: the LLM answers)."""
-        if not (text and self.entry.options.get(CONF_LOCAL_FIRST, True)):
+        if not (text and self.agent.data.get(CONF_LOCAL_FIRST, True)):
             return {}
         response = await local_answer(self.hass, text, language, Context())
         return {"speech": response.speech.get("plain", {}).get("speech", "")} if response is not None else {}

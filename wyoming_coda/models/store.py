@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from ..config import VoiceConfig, parse_size
+from ..config import VoiceConfig, parse_size, turn_modes
 from ..engines.batching import StepObserver
 from ..engines.moshi import MoshiEngine
 from ..engines.protocols import Engine, SpeechRecognizer, Synthesizer
@@ -208,6 +208,7 @@ class ModelStore:
         return {"ready": self.ready, "mode": self.config.mode, "device": self.device,
                 # whether a turn can act on devices: every mode but moshi_only without an LLM
                 "device_control": self.config.mode != "moshi_only" or self.config.moshi.external_llm_enabled,
+                "modes": turn_modes("moshi" in self.slots, self.config.moshi.external_llm_enabled),
                 "models": {kind: {"state": slot.state, "source": slot.source, "error": slot.error}
                            for kind, slot in self.slots.items()}}
 

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..config import turn_modes
+
 LLM_DOWN_SECONDS = 30.0  # adaptive mode routes around an LLM that failed this recently
 
 _COMMAND = re.compile(
@@ -85,15 +87,20 @@ class Router:
         self.engines = engines
         self.moshi = moshi  # whether Moshi is loaded for pipeline turns
 
-    def pipeline(self, text: str, client_tools: bool = False) -> Route:
-        """Where a pipeline turn with this text goes in the configured mode. In moshi_only mode a
-        device command that comes with the client's tools (Home Assistant's) goes to the LLM, when
-        there is one: Moshi cannot act, and must not seem to."""
-        if self.config.mode == "moshi_only":
+    def modes(self) -> list[str]:
+        """The modes a turn may ask for here."""
+        return turn_modes(self.moshi, self.llm_enabled)
+
+    def pipeline(self, text: str, client_tools: bool = False, mode: str | None = None) -> Route:
+        """Where a pipeline turn with this text goes in `mode` (one of `modes()`; None: the
+        configured one). In moshi_only mode a device command that comes with the client's tools
+        (Home Assistant's) goes to the LLM, when there is one: Moshi cannot act, and must not seem to."""
+        mode = mode or self.config.mode
+        if mode == "moshi_only":
             if client_tools and self.llm_enabled and _COMMAND.search(text):
                 return Route("llm", "device command in moshi_only mode")
             return Route("moshi", "moshi_only mode")
-        if self.config.mode == "hybrid":
+        if mode == "hybrid":
             return Route("llm", "hybrid mode")
         return route_turn(text, self.health.healthy, self.engines.saturated("tts"), moshi=self.moshi)
 

@@ -67,7 +67,8 @@ class TurnOptions:
     client's tools (by default only without them: Home Assistant's timers ring on the satellite,
     a talk-page session has none); history: the conversation so far as the client keeps it
     (Home Assistant's chat log, which also has the turns its own agent answered), used instead of
-    the server's own."""
+    the server's own; mode: this turn's mode (a conversation agent's own), one of the router's
+    `modes()` (None: the configured mode)."""
 
     tools: ToolManager | None = None
     extra_prompt: str | None = None
@@ -78,6 +79,7 @@ class TurnOptions:
     personality: Mapping[str, str] | None = None
     own_timers: bool = False
     history: list[Message] | None = None
+    mode: str | None = None
 
 
 class TurnRunner:
@@ -102,9 +104,9 @@ class TurnRunner:
         self.tools = tools
         self.moshi = moshi  # None when the mode does not load Moshi
 
-    def route(self, text: str, client_tools: bool = False) -> Route:
-        """Where a turn with this text goes in the configured mode."""
-        return self.router.pipeline(text, client_tools)
+    def route(self, text: str, client_tools: bool = False, mode: str | None = None) -> Route:
+        """Where a turn with this text goes in `mode` (None: the configured one)."""
+        return self.router.pipeline(text, client_tools, mode)
 
     def answer(
         self, conversation_id: str, text: str, options: TurnOptions | None = None
@@ -128,7 +130,7 @@ class TurnRunner:
         elif (detected := detect_language(text, self.speaker.languages)) is not None:
             conversation.language = detected
         voice = options.voice or self.speaker.voice_for(conversation.language)
-        route = self.route(text, options.tools is not None)
+        route = self.route(text, options.tools is not None, options.mode)
         self.metrics.route(route.name)
         self.events.publish(RouteChosen(conversation.id, route.name, route.reason))
         self._adapt_personality(conversation, text)

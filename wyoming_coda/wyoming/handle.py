@@ -121,7 +121,7 @@ class HandleService:
             return
         transcript = Transcript.from_event(event)
         context = transcript.context or {}
-        problem = _context_problem(context)
+        problem = _context_problem(context) or self._mode_problem(context.get("mode"))
         if problem:  # the turn still ends: a client that reads only `handled` / `not-handled` waits for nothing
             await self.connection.send_error(f"transcript: {problem}", "malformed-event")
             await self.connection.write_event(NotHandled(text=f"transcript: {problem}").event())
@@ -130,6 +130,13 @@ class HandleService:
         if not self._proven(transcript.text, context):
             context = _anonymous(context)
         self._turn = asyncio.create_task(self._run(transcript.text, transcript.language, context), name="handle turn")
+
+    def _mode_problem(self, mode: Any) -> str | None:
+        """Why a turn cannot have the mode it asks for (None: it can, or it asks for none)."""
+        modes = self.turns.router.modes()
+        if mode is None or mode in modes:
+            return None
+        return f"context.mode {mode!r} is not loaded on this server (it serves {', '.join(modes) or 'none'})"
 
     def _proven(self, text: str, context: dict[str, Any]) -> bool:
         """Whether the client proved the server's token for this request (the Coda integration
@@ -178,7 +185,7 @@ class HandleService:
         done: TurnDone | None = None
         options = TurnOptions(tools=tools, extra_prompt=context.get("extra_system_prompt"), language=language,
                               memory=context.get("memory", True), personality=context.get("personality"),
-                              history=history)
+                              history=history, mode=context.get("mode"))
         pending = self.clock.answering(text) if self.clock is not None else None
         async for event in self.turns.answer(conversation_id, text, options):
             if isinstance(event, TextDelta):
