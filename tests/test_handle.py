@@ -121,7 +121,7 @@ async def test_tool_errors_and_multi_step(start_server, ollama: OllamaDouble) ->
 
 
 async def test_tool_loop_is_bounded(start_server, ollama: OllamaDouble, tmp_path: Path) -> None:
-    ollama.script = [Reply(tool_calls=[("get_current_time", {})]) for _ in range(10)]
+    ollama.script = [Reply(tool_calls=[("get_current_time", {"attempt": n})]) for n in range(10)]
     ollama.default = Reply(text="I gave up asking for the time.")
     server = start_server("--llm-url", ollama.url, "--config", config_file(
         tmp_path, voice_processing={"external_llm": {"max_tool_iterations": 3}}))
@@ -129,6 +129,18 @@ async def test_tool_loop_is_bounded(start_server, ollama: OllamaDouble, tmp_path
     assert len(ollama.requests) == 4
     assert all(r.get("tools") for r in ollama.requests[:3]) and not ollama.requests[3].get("tools")
     assert events[-1].data["text"] == "I gave up asking for the time."
+
+
+async def test_a_call_made_again_ends_the_tool_loop(start_server, ollama: OllamaDouble) -> None:
+    """A small model that calls the same tool with the same arguments again and again: the call
+    runs once and the turn answers with what it did."""
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "kitchen"})]) for _ in range(5)]
+    server = start_server("--llm-url", ollama.url)
+    calls: list[dict[str, Any]] = []
+    events = await handle_turn(server, "turn on the kitchen", context={"tools": [TURN_ON]},
+                               answer_tool=lambda call: calls.append(call) or {"result": {"success": True}})
+    assert len(calls) == 1 and len(ollama.requests) == 2
+    assert events[-1].type == "handled" and events[-1].data["text"] == "Done."
 
 
 async def test_tool_call_written_as_text_is_extracted(start_server, ollama: OllamaDouble) -> None:

@@ -141,7 +141,8 @@ async def test_tool_rounds_are_bounded(hass: HomeAssistant, coda_server_factory:
     server = coda_server_factory("--config", str(config))
     await setup_demo_lights(hass, exposed=["light.bed_light"], hidden=[])
     await setup_coda(hass, server, LLM_ONLY)
-    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light"})]) for _ in range(MAX_TOOL_ROUNDS + 5)]
+    ollama.script = [Reply(tool_calls=[("HassTurnOn", {"name": "Bed Light", "floor": f"floor {n}"})])
+                     for n in range(MAX_TOOL_ROUNDS + 5)]  # each call new (one made again ends the loop)
     result = await _ask(hass, "keep switching the bed light on")
     assert result.response.response_type is intent.IntentResponseType.ERROR
     assert result.response.speech["plain"]["speech"] == "The answer needed more tool calls than allowed."

@@ -156,6 +156,7 @@ async def _converse(
     done: list[str] = []  # summaries of the successful calls since the last words
     missed: ToolCall | None = None  # a call that matched nothing, corrected once
     rewritten = False  # a call that could not be read was asked for again
+    made: set[str] = set()  # the calls of this turn (name and arguments)
     # a round's speech waits for the round's end unless it may be spoken before a tool call
     speech.hold = not (request.parallel and request.speak_before_tools)
 
@@ -199,8 +200,11 @@ async def _converse(
                 rewritten = True
                 messages += [{"role": "assistant", "content": round_text}, {"role": "user", "content": REWRITE}]
                 continue
-            if bound.reached or not calls or request.toolbox is None:
-                break
+            fresh = [call for call in calls if _key(call) not in made]
+            if bound.reached or not fresh or request.toolbox is None:
+                break  # no calls, or only calls already made this turn (a small model loops): answer now
+            calls = fresh
+            made.update(_key(call) for call in calls)
             if speech.flush():  # speak what was said before the tools run
                 mark("llm_first_sentence")
             if not request.speak_before_tools:
@@ -239,6 +243,10 @@ async def _converse(
         mark("llm_first_sentence")
     speech.end()  # speaks what is still held
     return answer, error, tool_calls
+
+
+def _key(call: ToolCall) -> str:
+    return json.dumps([call.name, call.arguments], sort_keys=True, default=str)
 
 
 async def pump_audio(speech: SpeakingPipeline, queue: asyncio.Queue[Any], mark: Mark) -> None:
