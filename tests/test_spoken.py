@@ -38,7 +38,10 @@ def test_summary_of_home_assistant_results() -> None:
     assert summary(turn_on, result) == "Done, turned on Kitchen Lights and Bed Light."
     spoken = {"speech": {"plain": {"speech": "The timer is set."}}, "response_type": "action_done"}
     assert summary(ToolCall("HassStartTimer", {}), spoken) == "The timer is set."
-    assert summary(ToolCall("get_current_time", {}), {"time": "10:00"}) == DONE
+    assert summary(ToolCall("get_current_time", {}), {"time": "10:00", "timezone": "UTC"}) == "time 10:00, timezone UTC."
+    report = {"success": True, "result": {"date": "2026-12-05", "weekday": "Saturday"}}
+    assert summary(ToolCall("llm__GetDateTime", {}), report) == "date 2026-12-05, weekday Saturday."
+    assert summary(ToolCall("HassNevermind", {}), {"response_type": "action_done", "data": {}}) == DONE
 
 
 def test_failures_and_the_honest_answer() -> None:

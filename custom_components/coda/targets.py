@@ -61,8 +61,8 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
     """A call's target constraints as this home knows them: a name close to an exposed name
     becomes that name (and the call then targets that device alone, whatever area, floor or
     device classes the model guessed); an area or floor that names none here is dropped; a
-    "name" that is an area's becomes the area; a name that matches nothing next to a real area
-    and a domain is dropped (the area's lights, say)."""
+    "name" that is an area's becomes the area; a name that is the call's domain ("lights") next to
+    an area means that area's devices."""
     if not {"name", "area", "floor"} & arguments.keys():
         return arguments
     mended = dict(arguments)
@@ -87,8 +87,9 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
         elif "area" not in mended and (area := _closest(name, areas, PLACE_CUTOFF)) is not None:
             del mended["name"]
             mended["area"] = area
-        elif "area" in mended and _domains(mended):
-            del mended["name"]  # "the lights" (or a misheard word) in the kitchen, with a domain: the area's
+        elif "area" in mended and name.strip().lower().removesuffix("s") in (_domains(mended) or []):
+            del mended["name"]  # "the lights" of an area: the area's (a name that matches nothing stays:
+            # the model may have invented the area too, and the call must not act on a whole room)
     return mended
 
 

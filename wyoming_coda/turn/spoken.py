@@ -92,7 +92,20 @@ def summary(call: ToolCall, result: Any) -> str:
     verb = _DID.get(call.name.removeprefix("intent__"))  # Home Assistant 2026.10 prefixes its intent tools
     if verb and names:
         return f"Done, {verb} {_joined(names)}."
+    if "response_type" not in result and (facts := _facts(result)):  # a tool that reports (the time, say)
+        return facts
     return DONE
+
+
+def _facts(data: dict[str, Any]) -> str:
+    """A report's plain values as words ("time 17:04, weekday Friday"); "" when it has none."""
+    words: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            words += [part for part in [_facts(value)] if part]
+        elif isinstance(value, str | int | float) and not isinstance(value, bool) and key not in ("success", "id"):
+            words.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(words[:6]) + ("." if words and not words[-1].endswith(".") else "") if words else ""
 
 
 def not_found(call: ToolCall) -> str:
