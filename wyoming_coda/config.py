@@ -20,12 +20,6 @@ from .access import PRIVATE_NETWORKS, network
 from .personality import TONES, VERBOSITY
 
 MODES = ("moshi_only", "hybrid", "adaptive")
-
-
-def turn_modes(moshi_loaded: bool, llm_enabled: bool) -> list[str]:
-    """The modes a turn may ask for on a server (a conversation agent's own mode): those of the
-    LLM when there is one, moshi_only when Moshi is loaded."""
-    return (["hybrid", "adaptive"] if llm_enabled else []) + (["moshi_only"] if moshi_loaded else [])
 DEVICES = ("auto", "cuda", "cpu")
 LLM_PROVIDERS = ("ollama", "openai", "llamacpp")
 LOG_FORMATS = ("text", "json")
@@ -54,6 +48,12 @@ _SIZE_FACTORS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 class ConfigError(Exception):
     """A configuration value is invalid; the message names the key."""
+
+
+def turn_modes(moshi_loaded: bool, llm_enabled: bool) -> list[str]:
+    """The modes a turn may ask for on a server (a conversation agent's own mode): those of the
+    LLM when there is one, moshi_only when Moshi is loaded."""
+    return (["hybrid", "adaptive"] if llm_enabled else []) + (["moshi_only"] if moshi_loaded else [])
 
 
 def parse_size(value: str) -> int:

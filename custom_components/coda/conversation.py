@@ -35,7 +35,7 @@ from .const import (
 from .coordinator import CodaConfigEntry, agents
 from .entity import CodaEntity
 from .llm_tools import plain_json, tool_definitions
-from .local_agent import local_answer
+from .local_agent import local_answer, speech_of
 from .targets import mended_arguments, similar_names
 
 _LOGGER = logging.getLogger(__name__)
@@ -96,17 +96,19 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
     def supported_languages(self) -> list[str] | Literal["*"]:
         return MATCH_ALL
 
+    def _whose(self, user_input: conversation.ConversationInput, conversation_id: str) -> dict[str, Any]:
+        """Whose turn it is, as every request of this agent says: the conversation, the user, memory."""
+        context: dict[str, Any] = {"conversation_id": conversation_id, "memory": self.options.get(CONF_MEMORY, True)}
+        if user_id := user_input.context.user_id:
+            context["user_id"] = user_id
+        return context
+
     def _request_context(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> dict[str, Any]:
         """What the server reads from a transcript's context (docs/protocol.md)."""
         options = self.options
-        context: dict[str, Any] = {
-            "conversation_id": chat_log.conversation_id,
-            "memory": options.get(CONF_MEMORY, True),
-        }
-        if user_id := user_input.context.user_id:
-            context["user_id"] = user_id
+        context = self._whose(user_input, chat_log.conversation_id)
         if user_input.device_id:
             context["device_id"] = user_input.device_id
         if chat_log.content and isinstance(chat_log.content[0], conversation.SystemContent):
@@ -169,8 +171,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
         _without_holding(chat_log, first, state.holding)
         result = conversation.async_get_result_from_chat_log(user_input, chat_log)
         if state.holding:  # spoken before the answer, kept out of the history
-            speech = result.response.speech.get("plain", {}).get("speech", "")
-            result.response.async_set_speech(f"{state.holding} {speech}")
+            result.response.async_set_speech(f"{state.holding} {speech_of(result.response)}")
         return result
 
     async def _local(
@@ -188,7 +189,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
             return None
         if response is None:
             return None
-        speech = response.speech.get("plain", {}).get("speech", "")
+        speech = speech_of(response)
         chat_log.async_add_assistant_content_without_tools(
             conversation.AssistantContent(agent_id=user_input.agent_id, content=speech))
         if speech:
@@ -200,10 +201,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
     async def _record_local(self, user_input: conversation.ConversationInput, conversation_id: str,
                             speech: str) -> None:
         """Tell the server what Home Assistant's agent answered (its history, the `local` route)."""
-        context: dict[str, Any] = {"conversation_id": conversation_id, "answered_locally": speech,
-                                   "memory": self.options.get(CONF_MEMORY, True)}
-        if user_id := user_input.context.user_id:
-            context["user_id"] = user_id
+        context = {**self._whose(user_input, conversation_id), "answered_locally": speech}
         try:
             async with self.entry.runtime_data.client.turn(user_input.text, user_input.language, context) as turn:
                 async for _event in turn.events():

@@ -17,7 +17,7 @@ from homeassistant.helpers import chat_session, llm
 from .const import CONF_LOCAL_FIRST, DOMAIN
 from .coordinator import CodaConfigEntry
 from .llm_tools import plain_json, tool_definitions
-from .local_agent import local_answer
+from .local_agent import local_answer, speech_of
 from .targets import mended_arguments
 
 try:
@@ -71,7 +71,7 @@ class HomeLink:
         if not (text and self.agent.data.get(CONF_LOCAL_FIRST, True)):
             return {}
         response = await local_answer(self.hass, text, language, Context())
-        return {"speech": response.speech.get("plain", {}).get("speech", "")} if response is not None else {}
+        return {"speech": speech_of(response)} if response is not None else {}
 
     async def _call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
         if self._api is None:

@@ -30,3 +30,8 @@ async def local_answer(
     if response.response_type is intent.IntentResponseType.ERROR or not response.success_results:
         return None
     return response
+
+
+def speech_of(response: intent.IntentResponse) -> str:
+    """The plain-text answer of an intent response ("" when it has none)."""
+    return str(response.speech.get("plain", {}).get("speech", ""))

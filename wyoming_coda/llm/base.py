@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -133,6 +133,16 @@ def tool_name(schema: dict[str, Any]) -> str:
     return str(schema.get("function", schema).get("name", ""))
 
 
+def bare_name(name: str) -> str:
+    """A tool's name without its namespace (Home Assistant 2026.10 offers `intent__HassTurnOn`)."""
+    return name.rsplit("__", 1)[-1]
+
+
+def offered_name(name: str, offered: Collection[str]) -> str:
+    """The offered tool a model means by `name`, which small models write without the prefix."""
+    return name if name in offered else next((n for n in offered if bare_name(n) == name), name)
+
+
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _CALL_KEYS = re.compile(r"[\"']?(?:name|function|arguments|parameters)[\"']?\s*:")
@@ -193,7 +203,7 @@ def parse_text_tool_calls(text: str, known: set[str]) -> list[ToolCall] | None:
                     args = _lenient_json(args or "{}")
                 except json.JSONDecodeError:
                     return None
-            name = next((k for k in known if k.rsplit("__", 1)[-1] == name), name)  # a prefix left out
+            name = offered_name(name, known) if isinstance(name, str) else name
             if name not in known or not isinstance(args, dict):
                 return None
             calls.append(ToolCall(name=name, arguments=args))

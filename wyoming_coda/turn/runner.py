@@ -205,7 +205,8 @@ class TurnRunner:
         managers = [m for m in (options.tools, own) if m is not None] if full else []
         personal = self.config.integration.personality_enabled
         profile = self.personality.get(conversation.user_id if personal else "default")
-        offered = {tool_name(schema) for manager in managers for schema in manager.schemas()}
+        toolbox = Toolbox(managers) if managers else None
+        offered = [tool_name(schema) for schema in toolbox.schemas()] if toolbox is not None else []
         prompt = system_prompt(
             profile.overridden(options.personality) if options.personality else profile,
             [self.config.personality.extra_prompt, options.extra_prompt or ""],
@@ -213,7 +214,7 @@ class TurnRunner:
         )
         return TurnRequest(
             messages=conversation.messages(prompt, text, options.history),
-            toolbox=Toolbox(managers) if managers else None,
+            toolbox=toolbox,
             route=route.name,
             max_tool_iterations=self.config.external_llm.max_tool_iterations,
             max_answer_tokens=self.config.external_llm.max_answer_tokens,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..llm.base import ToolCall
+from ..llm.base import ToolCall, bare_name
 
 NO_ANSWER = "Sorry, I have no answer to that."
 DONE = "Done."
@@ -21,25 +21,22 @@ _DID = {"HassTurnOn": "turned on", "HassTurnOff": "turned off", "HassLightSet": 
 class Unspoken:
     """Removes what must never be spoken from streamed text: JSON objects and arrays (a tool
     result the model echoes, a call it wrote as text), code (fenced or inline) and markdown's
-    emphasis and headings, wherever they start, across chunk boundaries. `removed` says whether anything was taken out."""
+    emphasis and headings, wherever they start, across chunk boundaries."""
 
     def __init__(self) -> None:
         self.depth = 0  # open { / [ of the JSON being skipped
         self.in_string = self.escaped = False
         self.fence = False  # inside ``` ... ```
         self.ticks = 0  # backticks in a row
-        self.removed = False
         self._at_word_start = True
 
     def feed(self, text: str) -> str:
         out: list[str] = []
         for char in text:
             if char in "*#":  # markdown emphasis and headings: spoken answers have none
-                self.removed = True
                 continue
             if char == "`":
                 self.ticks += 1
-                self.removed = True
                 if self.ticks == 3:
                     self.fence, self.ticks = not self.fence, 0
                 continue
@@ -50,7 +47,7 @@ class Unspoken:
                 self._skip_json(char)
                 continue
             if char == "{" or (char == "[" and self._at_word_start):
-                self.depth, self.removed = 1, True
+                self.depth = 1
                 continue
             out.append(char)
             self._at_word_start = char.isspace()
@@ -89,7 +86,7 @@ def summary(call: ToolCall, result: Any) -> str:
     targets = (result.get("data") or {}).get("success") or []
     names = [str(t["name"]) for t in targets  # the devices (Home Assistant also lists the area they were in)
              if isinstance(t, dict) and t.get("name") and t.get("type", "entity") == "entity"]
-    verb = _DID.get(call.name.removeprefix("intent__"))  # Home Assistant 2026.10 prefixes its intent tools
+    verb = _DID.get(bare_name(call.name))
     if verb and names:
         return f"Done, {verb} {_joined(names)}."
     if "response_type" not in result and (facts := _facts(result)):  # a tool that reports (the time, say)
@@ -105,7 +102,8 @@ def _facts(data: dict[str, Any]) -> str:
             words += [part for part in [_facts(value)] if part]
         elif isinstance(value, str | int | float) and not isinstance(value, bool) and key not in ("success", "id"):
             words.append(f"{key.replace('_', ' ')} {value}")
-    return ", ".join(words[:6]) + ("." if words and not words[-1].endswith(".") else "") if words else ""
+    text = ", ".join(words[:6])
+    return text if not text or text.endswith(".") else text + "."
 
 
 def not_found(call: ToolCall) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..events import EventBus, TimerRang
-from ..llm.base import ToolCall, tool_name, tool_schema
+from ..llm.base import ToolCall, offered_name, tool_name, tool_schema
 
 
 class ToolManager(Protocol):
@@ -179,8 +179,7 @@ class Toolbox:
         """What small models get wrong about a call, mended in place (the history then shows the
         call as it ran): a name without its prefix (`HassTurnOn` for Home Assistant 2026.10's
         `intent__HassTurnOn`), arguments the tool does not declare (which its schema refuses)."""
-        if call.name not in self._owner:
-            call.name = next((n for n in self._owner if n.rsplit("__", 1)[-1] == call.name), call.name)
+        call.name = offered_name(call.name, self._owner)
         declared = self._parameters.get(call.name)
         if declared is not None:
             call.arguments = {k: v for k, v in call.arguments.items() if k in declared}
