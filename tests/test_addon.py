@@ -1,9 +1,8 @@
 """The Home Assistant add-on (addon/): its config against the Supervisor's rules, the run script
 (options → exact command line, bad options refused), the discovery announcements (against a test
 double of the Supervisor API) and the add-on repository with the server it ships (hadolint runs
-over the Dockerfile in tests/test_deploy.py).
-
-No Docker engine runs in the test environment: the image itself is not built here."""
+over the Dockerfile in tests/test_deploy.py). tests/test_addon_image.py builds the image and
+boots it."""
 
 from __future__ import annotations
 
@@ -24,52 +23,45 @@ from aiohttp import web
 
 from tests.addon_discovery import discovery_payloads
 from tests.serverproc import ROOT
+from tests.supervisor_schema import build_problems, config_problems, repository_problems
 
 ADDON = ROOT / "addon" / "coda_voice"
 S6 = ADDON / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d"
-ARCHES = {"armhf", "armv7", "aarch64", "amd64", "i386"}
-SCHEMA_TYPE = re.compile(r"^(str|bool|int|float|email|url|port|password|device|list\([^)]+\)|match\(.+\)|int\(\d*,\d*\)|float\([\d.]*,[\d.]*\))(\?)?$")
 
 
 def config() -> dict[str, Any]:
     return yaml.safe_load((ADDON / "config.yaml").read_text())
 
 
-def value_matches(kind: str, value: Any) -> bool:
-    """The Supervisor's option validation for the schema types this add-on uses."""
-    kind = kind.rstrip("?")
-    if kind.startswith("list("):
-        return value in kind[5:-1].split("|")
-    checks = {
-        "str": lambda v: isinstance(v, str),
-        "password": lambda v: isinstance(v, str),
-        "bool": lambda v: isinstance(v, bool),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "port": lambda v: isinstance(v, int) and 1 <= v <= 65535,
-        "url": lambda v: isinstance(v, str) and re.match(r"^https?://[^\s/]+", v) is not None,
-    }
-    return checks[kind](value)
-
-
 def test_config_follows_the_supervisor_rules() -> None:
     cfg = config()
-    for key in ("name", "version", "slug", "description", "arch"):
-        assert cfg.get(key), f"missing required key {key}"
-    assert re.fullmatch(r"[a-z0-9_]+", cfg["slug"])
-    assert set(cfg["arch"]) <= ARCHES
+    assert config_problems(cfg) == []
+    assert build_problems(yaml.safe_load((ADDON / "build.yaml").read_text()), cfg["arch"]) == []
     assert cfg["discovery"] == ["wyoming", "coda"] and cfg["init"] is False
-    assert "image" not in cfg  # the Supervisor builds the add-on from its Dockerfile
-    for port, host_port in cfg["ports"].items():
-        assert re.fullmatch(r"\d+/(tcp|udp)", port) and (host_port is None or 1 <= host_port <= 65535)
-    assert set(cfg["ports"]) == {"10300/tcp", "10301/tcp"} == set(cfg["ports_description"])
-    schema, options = cfg["schema"], cfg["options"]
-    assert all(SCHEMA_TYPE.match(kind) for kind in schema.values()), schema
-    assert set(options) <= set(schema)
-    for key, kind in schema.items():
-        if not kind.endswith("?"):
-            assert key in options, f"required option {key} has no default"
-        if key in options:
-            assert value_matches(kind, options[key]), f"{key}={options[key]!r} is not a {kind}"
+    assert cfg["stage"] == "experimental"  # until real weights have run on the add-on
+    # Home Assistant reaches both ports over the add-on network: none is published on the host
+    assert cfg["ports"] == {"10300/tcp": None, "10301/tcp": None} and set(cfg["ports_description"]) == set(cfg["ports"])
+    hacs = json.loads((ROOT / "hacs.json").read_text())
+    assert cfg["homeassistant"] == hacs["homeassistant"]  # the integration's minimum
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"slug": "coda voice"}, "bad slug"),
+    ({"map": ["addon_config:rw"]}, "bad map"),
+    ({"arch": ["armv7"]}, "bad arch"),
+    ({"ports": {"10300": 0}}, "bad ports"),
+    ({"image": "ghcr.io/x/{arch}-coda:1.0"}, "bad image"),
+    ({"image": "ghcr.io/x/{machine}-coda"}, "bad image"),
+    ({"stage": "beta"}, "bad stage"),
+    ({"schema": {"mode": "choice(a|b)"}}, "bad schema"),
+    ({"options": {"llm_url": ""}}, "option llm_url='' is not a url"),
+    ({"homeasistant": "2026.2.0"}, "unknown key homeasistant"),
+])
+def test_the_supervisor_check_catches_what_the_supervisor_refuses(change: dict[str, Any], problem: str) -> None:
+    cfg = config()
+    if "options" in change:
+        change = {"options": {**cfg["options"], **change["options"]}}
+    assert any(p.startswith(problem) for p in config_problems({**cfg, **change}))
 
 
 def test_version_tied_to_the_package() -> None:
@@ -96,7 +88,8 @@ def run_script(tmp_path: Path, options: dict[str, Any]) -> subprocess.CompletedP
     path = tmp_path / "options.json"
     path.write_text(json.dumps(options))
     env = {**os.environ, "CODA_OPTIONS": str(path), "CODA_DRY_RUN": "1"}
-    return subprocess.run([str(S6 / "coda-voice" / "run")], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(["bash", str(S6 / "coda-voice" / "run")], env=env, capture_output=True, text=True,
+                          timeout=30)
 
 
 def test_run_script_turns_options_into_the_command_line(tmp_path: Path) -> None:
@@ -124,7 +117,7 @@ def test_the_default_options_select_the_cpu_profile(tmp_path: Path) -> None:
     resolved = resolve_config(build_parser().parse_args(result.stdout.split()[1:]))
     assert resolved.profile == "cpu" and resolved.mode == "hybrid" and resolved.tts.int8
     assert (resolved.stt.model, resolved.tts.model, resolved.tts.voice) == ("tiny.en", "english", "alba")
-    assert resolved.tts.voices == "/config/voices" and "addon_config:rw" in config()["map"]
+    assert resolved.tts.voices == "/config/voices" and "app_config:rw" in config()["map"]
 
 
 def test_the_command_line_is_one_the_server_accepts(tmp_path: Path) -> None:
@@ -154,15 +147,16 @@ def test_run_script_refuses_bad_options(tmp_path: Path, change: dict[str, Any], 
     assert not result.stdout
 
 
-async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path: Path) -> None:
-    """Against a TEST DOUBLE of the Supervisor's discovery API (no Supervisor runs here): one
-    announcement for Home Assistant's wyoming integration, one for the Coda integration (the
-    Home Assistant tests feed the same payloads to both config flows)."""
+async def run_discovery(tmp_path: Path, statuses: list[int]) -> tuple[int, str, list[tuple[str, dict[str, Any]]]]:
+    """The discovery script (through bash: its `with-contenv` shebang is s6-overlay's, run for
+    real in tests/test_addon_image.py) against a TEST DOUBLE of the Supervisor's discovery API (no
+    Supervisor runs here) that answers with `statuses` in turn, then 200."""
     received: list[tuple[str, dict[str, Any]]] = []
 
     async def discovery(request: web.Request) -> web.Response:
         received.append((request.headers["Authorization"], await request.json()))
-        return web.json_response({"result": "ok", "data": {"uuid": "0" * 32}})
+        status = statuses.pop(0) if statuses else 200
+        return web.json_response({"result": "ok", "data": {"uuid": "0" * 32}}, status=status)
 
     app = web.Application()
     app.router.add_post("/discovery", discovery)
@@ -181,17 +175,48 @@ async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path:
         token_file.write_text("side-token\n")  # as the server made it on first start
         env = {**os.environ, "SUPERVISOR_API": f"http://127.0.0.1:{api_port}", "SUPERVISOR_TOKEN": "supervisor-token",
                "CODA_WYOMING_PORT": str(wyoming.getsockname()[1]), "CODA_WAIT_SECONDS": "10",
-               "CODA_OPTIONS": str(options), "CODA_TOKEN_FILE": str(token_file)}
-        proc = await asyncio.create_subprocess_exec(str(S6 / "discovery" / "run"), env=env,
+               "CODA_OPTIONS": str(options), "CODA_TOKEN_FILE": str(token_file), "CODA_RETRIES": "3",
+               "CODA_RETRY_SECONDS": "0"}
+        proc = await asyncio.create_subprocess_exec("bash", str(S6 / "discovery" / "run"), env=env,
                                                     stderr=asyncio.subprocess.PIPE)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, stderr.decode()
     finally:
         wyoming.close()
         await runner.cleanup()
+    return proc.returncode or 0, stderr.decode(), received
+
+
+def expected_announcements() -> list[tuple[str, dict[str, Any]]]:
     host = subprocess.check_output(["hostname"], text=True).strip()
-    expected = discovery_payloads(host, int(env["CODA_WYOMING_PORT"]), 10301, "side-token")
-    assert received == [("Bearer supervisor-token", payload) for payload in expected]
+    return [("Bearer supervisor-token", payload) for payload in discovery_payloads(host, 0, 10301, "side-token")]
+
+
+def same_announcements(received: list[tuple[str, dict[str, Any]]], expected: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Equal but for the Wyoming port (a free one in each test)."""
+    def without_port(item: tuple[str, dict[str, Any]]) -> str:
+        return re.sub(r'(:|"port": )\d+', r"\1PORT", json.dumps(item, sort_keys=True))
+    return [without_port(r) for r in received] == [without_port(e) for e in expected]
+
+
+async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path: Path) -> None:
+    """One announcement for Home Assistant's wyoming integration, one for the Coda integration
+    (the Home Assistant tests feed the same payloads to both config flows)."""
+    code, log, received = await run_discovery(tmp_path, [])
+    assert code == 0, log
+    assert same_announcements(received, expected_announcements())
+
+
+async def test_a_failed_announcement_is_retried_and_never_stops_the_addon(tmp_path: Path) -> None:
+    """A Supervisor that errs is asked again; one that keeps erring is logged, and the oneshot
+    still ends well (s6-overlay would stop the container, server and all, on a failed oneshot)."""
+    code, log, received = await run_discovery(tmp_path, [500])
+    assert code == 0 and "announcing the wyoming service failed (attempt 1)" in log
+    assert same_announcements(received, [expected_announcements()[0], *expected_announcements()])
+
+    code, log, received = await run_discovery(tmp_path, [500] * 6)
+    assert code == 0, log
+    assert "gave up announcing the wyoming service" in log and "gave up announcing the coda service" in log
+    assert len(received) == 6
 
 
 def test_s6_services_are_wired() -> None:
@@ -202,6 +227,9 @@ def test_s6_services_are_wired() -> None:
     assert {p.name for p in (S6 / "user" / "contents.d").iterdir()} == {"coda-voice", "discovery"}
     for script in ("coda-voice/run", "coda-voice/finish", "discovery/run"):
         assert os.access(S6 / script, os.X_OK)
+        # s6-overlay starts services with a clean environment: the container's (SUPERVISOR_TOKEN)
+        # comes only through with-contenv, as in the official add-ons
+        assert (S6 / script).read_text().startswith("#!/command/with-contenv bash\n")
         assert subprocess.run(["bash", "-n", str(S6 / script)]).returncode == 0
 
 
@@ -209,12 +237,14 @@ def test_the_addon_repository_ships_the_server_it_installs(tmp_path: Path) -> No
     """script/addon-repo assembles the repository the add-on store reads: the add-on plus the
     server's wheel of the same version, which the Dockerfile installs and which runs."""
     out = tmp_path / "repo"
-    result = subprocess.run([str(ROOT / "script" / "addon-repo"), str(out)], capture_output=True, text=True,
-                            timeout=300)
+    image = "ghcr.io/coda-voice/{arch}-addon-coda_voice"
+    result = subprocess.run([str(ROOT / "script" / "addon-repo"), str(out), "--image", image], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     version = config()["version"]
     assert yaml.safe_load((ADDON / "build.yaml").read_text())["args"]["CODA_VERSION"] == version
-    assert (out / "repository.yaml").is_file() and (out / "coda_voice" / "config.yaml").is_file()
+    assert repository_problems(out) == []  # repository.yaml at its root, every add-on valid
+    assert yaml.safe_load((out / "coda_voice" / "config.yaml").read_text()) == {**config(), "image": image}
     wheel = out / "coda_voice" / "server" / f"wyoming_coda-{version}-py3-none-any.whl"
     assert wheel.is_file()
     assert '"/usr/src/server/wyoming_coda-${CODA_VERSION}-py3-none-any.whl"' in (ADDON / "Dockerfile").read_text()
@@ -228,3 +258,33 @@ def test_the_addon_repository_ships_the_server_it_installs(tmp_path: Path) -> No
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith(str(site)) and "--uri" in ran.stdout
     assert (site / "wyoming_coda" / "web" / "talk.html").is_file()
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+
+
+def lint_workflow(path: Path) -> subprocess.CompletedProcess[str]:
+    """GitHub's workflow schema (check-jsonschema's copy): the workflow cannot run here."""
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_the_release_workflow_publishes_the_addon_repository(tmp_path: Path) -> None:
+    """On a version tag: the repository assembled with images named, an image per architecture
+    of the add-on, and the branch the add-on's docs tell users to add."""
+    result = lint_workflow(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML reads the key `on` as true
+    jobs = workflow["jobs"]
+    assembled = "\n".join(step.get("run", "") for step in jobs["repository"]["steps"])
+    assert "script/addon-repo build/addon-repo --image" in assembled and "{arch}-addon-coda_voice" in assembled
+    assert {row["arch"] for row in jobs["image"]["strategy"]["matrix"]["include"]} == set(config()["arch"])
+    branch = "addon-repository"
+    assert f"HEAD:refs/heads/{branch}" in jobs["publish"]["steps"][-1]["run"]
+    assert jobs["publish"]["needs"] == ["repository", "image"]  # the branch names images that exist
+    assert f"https://github.com/coda-voice/wyoming-coda#{branch}" in (ADDON / "DOCS.md").read_text()
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("runs-on: ubuntu-24.04\n", "runs_on: ubuntu-24.04\n", 1))
+    assert lint_workflow(broken).returncode != 0

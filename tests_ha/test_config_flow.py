@@ -285,3 +285,29 @@ async def test_reauth_and_options(hass: HomeAssistant, coda_server_factory: Any)
     agent = entry.subentries[agent.subentry_id]
     assert CONF_LLM_HASS_API not in agent.data and agent.data["memory"] is False and agent.data["prompt"] == "Be terse."
     assert entry.state is config_entries.ConfigEntryState.LOADED  # reloaded with the new options
+
+
+async def test_reconfigure_moves_the_entry_only_to_its_own_server(hass: HomeAssistant, coda_server_factory: Any) -> None:
+    """Reconfigure takes a new address, ports or token for the same server (its id proves it),
+    refuses another server's address with `wrong_server`, and leaves the entry as it was then."""
+    ours = coda_server_factory("--http-token", "our-token")
+    other = coda_server_factory("--http-token", "other-token")
+    assert ours.server_id != other.server_id
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=ours.server_id, data=_form(ours, host="localhost", token="our-token"),
+                            options=DEFAULT_OPTIONS, version=2)
+    entry.add_to_hass(hass)
+
+    async def reconfigure(data: dict[str, Any]) -> dict[str, Any]:
+        flow = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": config_entries.SOURCE_RECONFIGURE, "entry_id": entry.entry_id})
+        assert flow["type"] is FlowResultType.FORM and flow["step_id"] == "reconfigure"
+        return await hass.config_entries.flow.async_configure(flow["flow_id"], data)
+
+    result = await reconfigure(_form(other, token="other-token"))
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "wrong_server"
+    assert entry.data == _form(ours, host="localhost", token="our-token")
+    result = await reconfigure(_form(ours, token="wrong"))
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await reconfigure(_form(ours, token="our-token"))
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
+    assert entry.data == _form(ours, token="our-token") and entry.unique_id == ours.server_id

@@ -38,6 +38,9 @@ from .llm_tools import plain_json, tool_definitions
 from .local_agent import local_answer, speech_of
 from .targets import mended_arguments, similar_names
 
+# turns of one agent may run side by side: the server serialises nothing per agent
+PARALLEL_UPDATES = 0
+
 _LOGGER = logging.getLogger(__name__)
 
 FALLBACK_MESSAGES = {  # when the translations cannot be read

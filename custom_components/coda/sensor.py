@@ -19,6 +19,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import CodaConfigEntry
 from .entity import CodaEntity
 
+# the coordinator feeds every entity: nothing to update in parallel
+PARALLEL_UPDATES = 0
+
 MODES = ["moshi_only", "hybrid", "adaptive"]
 # stage key in the server's analytics -> what the sensor is called
 STAGES = ("stt_final", "llm_first_token", "tts_first_audio", "voice_to_voice")
@@ -57,6 +60,7 @@ def _component(component: str) -> CodaSensorDescription:
         device_class=SensorDeviceClass.DATA_SIZE, native_unit_of_measurement=UnitOfInformation.BYTES,
         suggested_unit_of_measurement=UnitOfInformation.MEBIBYTES, suggested_display_precision=0,
         state_class=SensorStateClass.MEASUREMENT, entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # moves with every snapshot; memory_total says the sum
         value=lambda data: _memory_bytes(components(data).get(component) or {}),
         attributes=lambda data: {k: v for k, v in (components(data).get(component) or {}).items()
                                  if k in ("state", "budget_bytes", "weights_bytes")},
@@ -95,6 +99,7 @@ SENSORS: tuple[CodaSensorDescription, ...] = (
     CodaSensorDescription(
         key="gpu_utilization", translation_key="gpu_utilization", native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT, entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # a new value with every snapshot
         value=lambda data: (data.get("vram_usage") or {}).get("utilization_percent"),
         exists=lambda data: "utilization_percent" in (data.get("vram_usage") or {}),
     ),
