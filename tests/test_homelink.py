@@ -42,6 +42,9 @@ class HomeStandIn:
                 self.asked_locally.append(request["text"])
                 speech, self.local = self.local, None
                 await self.ws.send_json({"type": "local", "id": request["id"], **({"speech": speech} if speech else {})})
+            elif request["type"] == "vocabulary":
+                await self.ws.send_json({"type": "vocabulary", "id": request["id"], "names": ["Bed Light"],
+                                         "areas": ["Bedroom"]})
             elif request["type"] == "context":
                 await self.ws.send_json({"type": "context", "id": request["id"], "tools": [LIGHT_TOOL],
                                          "prompt": HOME_PROMPT})
@@ -135,3 +138,16 @@ async def test_duplex_tools_run_in_the_linked_home(start_server, ollama: OllamaD
                 await ws.send_bytes(bytes([CONTROL]) + json.dumps({"action": "text", "text": " "}).encode())
                 error = await ws.receive_bytes(timeout=10)
                 assert b"non-empty" in error
+
+
+async def test_a_home_that_lends_no_tools_still_gives_its_words(start_server, ollama: OllamaDouble) -> None:
+    """With talk-page control off the integration still links (`tools: false`): the server asks
+    for its words, and duplex sessions get no home."""
+    server = start_server("--duplex", "--llm-url", ollama.url)
+    async with server.session() as http:
+        async with http.ws_connect(f"http://127.0.0.1:{server.http_port}/api/home") as link_ws:
+            await link_ws.send_json({"type": "hello", "name": "Home", "entry_id": "e1", "tools": False})
+            assert await link_ws.receive_json(timeout=10) == {"type": "welcome", "duplex": False}
+            assert (await link_ws.receive_json(timeout=10))["type"] == "vocabulary"
+            async with duplex(http, server) as (_ws, handshake):
+                assert handshake["home"] is None

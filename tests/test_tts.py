@@ -174,3 +174,48 @@ async def test_a_stream_waiting_for_text_does_not_speak(tiny_hub) -> None:
     for stream in (waiting, talking):
         await stream.close()
     await engine.close()
+
+
+async def test_no_depformer_runs_before_any_audio_is_due(tiny_hub) -> None:
+    """The first `delay_steps` of a stream produce no audio: as in moshi's own TTS, those steps
+    skip the depformer (every codebook of every step) and give it silence instead. The audio is
+    the same (greedy decoding, so that both runs draw the same tokens)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import torch
+
+    from wyoming_coda.engines.moshi_compat import load_tts_model
+    from wyoming_coda.engines.tts import TextToSpeech
+    from wyoming_coda.models.checkpoints import resolve_checkpoint
+
+    model = load_tts_model(resolve_checkpoint("kyutai/tts-1.6b-en_fr", "tts"), "cpu", torch.float32, "kyutai/tts-voices")
+    model.temp = 0.0
+    depformer_runs = 0
+
+    def counted(*_: object) -> None:
+        nonlocal depformer_runs
+        depformer_runs += 1
+
+    model.lm.depformer.register_forward_hook(counted)
+
+    async def speak(skip: bool) -> tuple[np.ndarray, int, int, int]:
+        nonlocal depformer_runs
+        depformer_runs = 0
+        engine = TextToSpeech(model, 2, ThreadPoolExecutor(1), skip_idle_depformer=skip)
+        stream = await engine.open("vctk/p225_023.wav")
+        stream.add_text("Turn on the kitchen lights.")
+        stream.end_text()
+        audio = np.concatenate([frame async for frame in stream.audio()])
+        steps = stream.steps
+        await stream.close()
+        await engine.close()
+        for module in (model.lm, model.mimi):
+            module._stop_streaming()
+        return audio, steps, engine.depformer_skips, depformer_runs
+
+    plain, plain_steps, none_skipped, plain_runs = await speak(skip=False)
+    audio, steps, skipped, runs = await speak(skip=True)
+    assert none_skipped == 0 and skipped == model.delay_steps and steps == plain_steps
+    assert plain_runs - runs == skipped * model.lm.dep_q  # one depformer run per codebook and step
+    np.testing.assert_array_equal(audio, plain)

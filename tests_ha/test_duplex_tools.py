@@ -10,8 +10,10 @@ from typing import Any
 
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import area_registry as ar
 
 from custom_components.coda.const import CONF_DUPLEX_CONTROL
+from custom_components.coda.homelink import HomeLink
 
 from .common import LLM_ONLY, setup_coda, setup_demo_lights, wait_for
 
@@ -73,6 +75,12 @@ async def test_duplex_session_switches_only_exposed_lights(
     assert {"HassTurnOn", "get_current_time"} <= offered
     assert "Bed Light" in first["messages"][0]["content"]  # the exposed entities, in the prompt
     assert "Kitchen Lights" not in first["messages"][0]["content"]
+    # the words the server's speech recognition is told to expect: exposed devices only, and areas
+    ar.async_get(hass).async_create("Bedroom")
+    (agent,) = entry.subentries.values()
+    words = await HomeLink(hass, entry, agent).answer({"type": "vocabulary"})
+    assert "Bed Light" in words["names"] and "Kitchen Lights" not in words["names"]
+    assert "Bedroom" in words["areas"]
 
     ollama.script = [Reply(tool_calls=[("HassTurnOff", {"name": "Kitchen Lights"})]),
                      Reply(text="I cannot control that light.")]

@@ -137,6 +137,10 @@ class MoshiConfig:
     model_path: str = option(DEFAULT_MOSHI_MODEL, str, "Moshi: Hugging Face repo id or local directory",
                              "--moshi-model")
     vram_allocation: str | None = option(None, _size, "memory budget of Moshi (null: none, its use is reported)")
+    quantize: bool = option(
+        False, bool, "Moshi in 8 bits (bitsandbytes LLM.int8, the `q8` extra): a bf16 checkpoint is quantised on "
+        "load; a q8 checkpoint (kyutai/moshika-pytorch-q8) is 8 bits whatever this says", "--moshi-q8",
+        action=argparse.BooleanOptionalAction)
     voices: tuple[str, ...] = option(
         (), vol.All([str], vol.Coerce(tuple)), "further Moshi checkpoints (repo ids or directories, e.g. "
         "kyutai/moshiko-pytorch-bf16) that duplex sessions may pick as their voice; each takes Moshi's memory again",

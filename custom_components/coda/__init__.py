@@ -50,13 +50,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: CodaConfigEntry) -> bool
     dr.async_get(hass).async_get_or_create(config_entry_id=entry.entry_id, **server_device(entry))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     coordinator.async_start_push()
+    # the home link: the home's words for the server's speech recognition, and, when talk-page
+    # control is on, the tools of the first agent for its duplex sessions
     agent = talk_page_agent(entry)
-    if entry.options.get(CONF_DUPLEX_CONTROL, True) and agent is not None and agent.data.get(CONF_LLM_HASS_API):
-        link = HomeLink(hass, entry, agent)
-        entry.async_create_background_task(hass, keep_connected(
-            lambda: client.async_home_link(entry.title, entry.entry_id, str(entry.unique_id), link.answer),
-            f"home link of {client.http_url}",
-        ), f"{DOMAIN} home link")
+    lends = bool(entry.options.get(CONF_DUPLEX_CONTROL, True) and agent is not None and agent.data.get(CONF_LLM_HASS_API))
+    link = HomeLink(hass, entry, agent if lends else None)
+    entry.async_create_background_task(hass, keep_connected(
+        lambda: client.async_home_link(entry.title, entry.entry_id, str(entry.unique_id), link.answer, lends),
+        f"home link of {client.http_url}",
+    ), f"{DOMAIN} home link")
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 

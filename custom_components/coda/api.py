@@ -240,10 +240,12 @@ class CodaClient:
             raise UnprovenServerError(f"{self.http_url} could not prove it is the Coda Voice server {server_id}")
 
     async def async_home_link(
-        self, name: str, entry_id: str, server_id: str, answer: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+        self, name: str, entry_id: str, server_id: str, answer: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        tools: bool = True,
     ) -> None:
         """Hold the home link (`/api/home`) until the server closes it: every request of the
-        server (a turn's context, a tool call) is answered with `answer`, concurrently. Only a
+        server (a turn's context, a tool call, the home's words) is answered with `answer`,
+        concurrently; `tools`: whether talk-page sessions may use Home Assistant's tools. Only a
         server that proves it is `server_id` gets the link: it runs Home Assistant's tools."""
         await self.async_prove_identity(server_id)
         tasks: set[asyncio.Task[None]] = set()
@@ -254,7 +256,7 @@ class CodaClient:
                 await ws.send_json({**response, "type": request.get("type"), "id": request.get("id")})
 
         async with self._websocket("/api/home") as ws:
-            await ws.send_json({"type": "hello", "name": name, "entry_id": entry_id})
+            await ws.send_json({"type": "hello", "name": name, "entry_id": entry_id, "tools": tools})
             try:
                 async for message in ws:
                     request = message.json() if message.type is aiohttp.WSMsgType.TEXT else None

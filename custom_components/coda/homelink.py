@@ -1,7 +1,8 @@
 """The home link: the server asks this Home Assistant for the tools and the system prompt of
 turns that no conversation agent request carries (talk-page duplex sessions), lets its own agent
 try them first (local first, the entry's option), and runs their tool calls here — through the entry's LLM API, with the conversation agent's exposure rules, so
-only exposed entities can be reached."""
+only exposed entities can be reached. It also reads the names of the exposed devices and of the
+areas, the words its speech recognition should expect."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .const import CONF_LOCAL_FIRST, DOMAIN
 from .coordinator import CodaConfigEntry
 from .llm_tools import plain_json, tool_definitions
 from .local_agent import local_answer, speech_of
-from .targets import mended_arguments
+from .targets import area_names, exposed_names, mended_arguments
 
 try:
     import probatio as vol
@@ -29,9 +30,9 @@ except ImportError:
 class HomeLink:
     """Answers the server's requests over the link of one config entry."""
 
-    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry, agent: ConfigSubentry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: CodaConfigEntry, agent: ConfigSubentry | None) -> None:
         """`agent`: the conversation agent whose settings the sessions get (LLM API, instructions,
-        Home Assistant first)."""
+        Home Assistant first); None: talk-page sessions get no tools here, only the home's words."""
         self.hass = hass
         self.entry = entry
         self.agent = agent
@@ -39,20 +40,26 @@ class HomeLink:
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         kind = request.get("type")
+        if kind == "vocabulary":  # the words the server's speech recognition should expect
+            return {"names": exposed_names(self.hass), "areas": area_names(self.hass)}
+        agent = self.agent
+        if agent is None:
+            return {"error": "talk-page sessions may not control this home (the entry's option)"}
         if kind == "context":
-            return await self._context(request.get("language") or self.hass.config.language)
+            return await self._context(agent, request.get("language") or self.hass.config.language)
         if kind == "tool_call":
             return await self._call(str(request.get("name")), request.get("arguments"), str(request.get("call_id")))
         if kind == "local":
-            return await self._local(str(request.get("text") or ""), request.get("language") or self.hass.config.language)
+            return await self._local(agent, str(request.get("text") or ""),
+                                     request.get("language") or self.hass.config.language)
         return {"error": f"unknown request {kind!r}"}
 
-    async def _context(self, language: str) -> dict[str, Any]:
+    async def _context(self, agent: ConfigSubentry, language: str) -> dict[str, Any]:
         """The tools and system prompt the conversation agent would give a turn without a user
         or a device (the same chat log code builds them)."""
         llm_context = llm.LLMContext(platform=DOMAIN, context=Context(), language=language,
                                      assistant=conversation.DOMAIN, device_id=None)
-        options = self.agent.data
+        options = agent.data
         with (chat_session.async_get_chat_session(self.hass) as session,
               conversation.async_get_chat_log(self.hass, session) as chat_log):
             try:
@@ -65,10 +72,10 @@ class HomeLink:
             prompt = system.content if isinstance(system, conversation.SystemContent) else ""
         return {"tools": tool_definitions(self._api) if self._api else [], "prompt": prompt}
 
-    async def _local(self, text: str, language: str) -> dict[str, Any]:
+    async def _local(self, agent: ConfigSubentry, text: str, language: str) -> dict[str, Any]:
         """Home Assistant's own agent on a talk-page utterance, when the entry puts it first: its
         speech when it handled the turn (nothing: the LLM answers)."""
-        if not (text and self.agent.data.get(CONF_LOCAL_FIRST, True)):
+        if not (text and agent.data.get(CONF_LOCAL_FIRST, True)):
             return {}
         response = await local_answer(self.hass, text, language, Context())
         return {"speech": speech_of(response)} if response is not None else {}

@@ -57,6 +57,11 @@ def _places(items: Iterable[Any]) -> list[str]:
     return [name for item in items for name in (item.name, *getattr(item, "aliases", ())) if isinstance(name, str)]
 
 
+def area_names(hass: HomeAssistant) -> list[str]:
+    """The names and aliases of this home's areas."""
+    return _places(ar.async_get(hass).async_list_areas())
+
+
 def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str, Any]:
     """A call's target constraints as this home knows them: a name close to an exposed name
     becomes that name (and the call then targets that device alone, whatever area, floor or
@@ -66,7 +71,7 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
     if not {"name", "area", "floor"} & arguments.keys():
         return arguments
     mended = dict(arguments)
-    areas = _places(ar.async_get(hass).async_list_areas())
+    areas = area_names(hass)
     floors = _places(fr.async_get(hass).async_list_floors())
     for key, places in (("area", areas), ("floor", floors)):
         if isinstance(mended.get(key), str):

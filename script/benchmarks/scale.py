@@ -84,7 +84,8 @@ class Bench:
         self.torch = torch
         self.device: str = args.device
         self.cuda = self.device == "cuda"
-        self.dtype = torch.bfloat16 if self.cuda else torch.float32
+        self.dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
+            args.dtype, torch.bfloat16 if self.cuda else torch.float32)
         self.work = Path(tempfile.mkdtemp(prefix="coda-scale-"))
         self.deadline = time.monotonic() + float(args.budget)
         self._executors: dict[int, ThreadPoolExecutor] = {}
@@ -160,7 +161,8 @@ class Bench:
         info = self.checkpoint(kind)
         with self.torch.no_grad():
             loaded = (load_tts_model(info, self.device, self.dtype, str(self.work / "voices"))
-                      if kind == "tts" else LMStack.load(info, self.device, self.dtype))
+                      if kind == "tts" else LMStack.load(info, self.device, self.dtype,
+                                                         quantize=kind == "moshi" and self.args.moshi_q8))
         if self.cuda:
             self.torch.cuda.synchronize()
         lm_params = sum(p.numel() for p in loaded.lm.parameters())
@@ -168,6 +170,8 @@ class Bench:
         weight_bytes = sum(p.numel() * p.element_size() for m in (loaded.lm, loaded.mimi) for p in m.parameters())
         figures = {
             "lm_parameters": lm_params, "mimi_parameters": mimi_params, "weights_bytes": weight_bytes,
+            "lm_bytes": sum(t.numel() * t.element_size() for t in loaded.lm.state_dict().values()),
+            "q8": kind == "moshi" and self.args.moshi_q8,
             "allocated_bytes": self.allocated() - before if self.cuda else None,
             "build_seconds": time.perf_counter() - started,
         }
@@ -183,8 +187,11 @@ class Bench:
         from wyoming_coda.engines.tts import TextToSpeech
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"scale-{kind}")
-        cls = {"stt": SpeechToText, "tts": TextToSpeech, "moshi": MoshiEngine}[ENGINE_OF[kind]]
-        engine = cls(loaded, rows, executor, recorder)
+        if ENGINE_OF[kind] == "tts":
+            engine: Any = TextToSpeech(loaded, rows, executor, recorder,
+                                       skip_idle_depformer=self.args.tts_depformer_skip)
+        else:
+            engine = {"stt": SpeechToText, "moshi": MoshiEngine}[ENGINE_OF[kind]](loaded, rows, executor, recorder)
         self._executors[id(engine)] = executor
         return engine
 
@@ -314,6 +321,7 @@ class Bench:
             engine = self.engine("tts", loaded, rows, Recorder())
             try:
                 cold, _ = await _synthesis(engine, voice, time.perf_counter())
+                skipped = engine.depformer_skips
                 started = time.perf_counter()
                 runs = await asyncio.gather(*(_synthesis(engine, voice, started) for _ in range(concurrent)))
                 waits = [first for first, _ in runs]
@@ -322,7 +330,9 @@ class Bench:
                 self.stop_streaming(loaded)
             waits.sort()
             row = {"concurrent": concurrent, "p50_s": statistics.median(waits), "cold_s": cold,
-                   "p90_s": waits[int(0.9 * (len(waits) - 1))], "max_s": waits[-1]}
+                   "p90_s": waits[int(0.9 * (len(waits) - 1))], "max_s": waits[-1],
+                   "depformer_skip": self.args.tts_depformer_skip, "delay_steps": loaded.delay_steps,
+                   "depformer_skipped_steps_cold": skipped}
             self.results["tts_first_audio"].append(row)
             print(f"  tts first audio x{concurrent:<3} p50 {row['p50_s']:.3f} s  p90 {row['p90_s']:.3f} s  "
                   f"max {row['max_s']:.3f} s  (first request of the engine {cold:.3f} s)", flush=True)
@@ -390,7 +400,7 @@ class Bench:
         """STT + TTS + Moshi loaded at once with the server's default rows, streaming started."""
         from wyoming_coda.config import MoshiConfig, STTConfig, TTSConfig
 
-        if not self.cuda:
+        if not self.cuda or not self.args.together:
             return
         rows = {"stt": STTConfig().batch_size, "tts": TTSConfig().batch_size, "moshi": MoshiConfig().batch_size}
         self.torch.cuda.reset_peak_memory_stats()
@@ -591,6 +601,7 @@ def _build_line(kind: str, figures: dict[str, Any]) -> str:
     ratio = figures.get("vs_published")
     return (f"{kind}: LM {figures['lm_parameters'] / 1e9:.3f} B parameters"
             + (f" ({ratio:.2f} x published)" if ratio else "")
+            + (" in 8 bits" if figures.get("q8") else "")
             + f", Mimi {figures['mimi_parameters'] / 1e6:.1f} M, weights {_mib(figures['weights_bytes'])} MiB, "
             f"built in {figures['build_seconds']:.1f} s")
 
@@ -683,6 +694,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=_ints, default=None, help="batch sizes, comma separated")
     parser.add_argument("--moshi-max-batch", type=int, default=64)
     parser.add_argument("--tts-concurrency", type=_ints, default=None)
+    parser.add_argument("--together", action=argparse.BooleanOptionalAction, default=True,
+                        help="CUDA: STT + TTS + Moshi loaded at once with the server's default rows")
+    parser.add_argument("--moshi-q8", action="store_true", help="Moshi in 8 bits (quantised on load)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="the models' dtype (auto: bf16 on CUDA, fp32 on a CPU)")
+    parser.add_argument("--tts-depformer-skip", action=argparse.BooleanOptionalAction, default=True,
+                        help="no depformer while no row's audio is due (--no-... measures the time before)")
     parser.add_argument("--threads", type=_ints, default=None, help="CPU answers: thread counts")
     parser.add_argument("--warmup", type=int, default=3, help="steps left out of the statistics")
     parser.add_argument("--steps", type=int, default=None, help="steps measured per point")

@@ -2,8 +2,9 @@
 its LLM) under mixed clients for a set time — real-time paced STT, streaming TTS, `handle` turns
 with a tool call the client answers, duplex sessions, and an events subscriber that reads
 slowly. It reports errors (must be 0), the server's memory, open files, threads and connections
-left in CLOSE_WAIT at the start (after a warm-up) and at the end, and latency percentiles per
-minute, so a leak or a drift shows."""
+left in CLOSE_WAIT at the start (after a warm-up) and at the end, GPU memory (allocated and
+reserved, from the server's analytics) the same way with `--device cuda`, and latency
+percentiles per minute, so a leak or a drift shows."""
 
 from __future__ import annotations
 
@@ -172,6 +173,13 @@ class Soak:
             n += len(KINDS)
 
 
+def gpu_memory(server: ServerProcess) -> dict[str, int]:
+    """The server's GPU memory (allocated / reserved bytes) from its analytics; empty on a CPU."""
+    _, body = server.http_get("/api/analytics")
+    usage = (body or {}).get("vram_usage") or {}
+    return {key: int(usage[key]) for key in ("allocated_bytes", "reserved_bytes") if key in usage}
+
+
 def process_state(pid: int, port: int) -> dict[str, int]:
     """RSS (KiB), open files, threads of the server, and its connections in CLOSE_WAIT."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -186,7 +194,7 @@ def process_state(pid: int, port: int) -> dict[str, int]:
             "threads": len(os.listdir(f"/proc/{pid}/task")), "close_wait": close_wait}
 
 
-async def main_async(clients: int, seconds: float, warmup: float) -> int:
+async def main_async(clients: int, seconds: float, warmup: float, device: str) -> int:
     work = Path(tempfile.mkdtemp(prefix="coda-soak-"))
     print("building tiny checkpoints and test speech ...", flush=True)
     build_tiny_hub(work / "ckpt", Path(os.environ["HF_HUB_CACHE"]))
@@ -197,7 +205,7 @@ async def main_async(clients: int, seconds: float, warmup: float) -> int:
     ollama.reply_for = lambda body: (  # type: ignore[method-assign]  # tool call, then the answer
         Reply(text="The light is on now.") if body["messages"][-1]["role"] == "tool"
         else OllamaDouble.reply_for(ollama, body))
-    server = ServerProcess(["--duplex", "--llm-url", ollama.url], data_dir=work / "data")
+    server = ServerProcess(["--duplex", "--llm-url", ollama.url, "--device", device], data_dir=work / "data")
     server.start()
     assert server.proc is not None
     pid = server.proc.pid
@@ -206,14 +214,14 @@ async def main_async(clients: int, seconds: float, warmup: float) -> int:
         tasks = [asyncio.create_task(soak.client(KINDS[i % len(KINDS)], i)) for i in range(clients)]
         tasks.append(asyncio.create_task(soak.subscriber()))
         await asyncio.sleep(warmup)
-        start_state = process_state(pid, server.port)
+        start_state = process_state(pid, server.port) | gpu_memory(server)
         samples = [start_state]
         while time.monotonic() < soak.deadline:
             await asyncio.sleep(min(10.0, max(0.0, soak.deadline - time.monotonic())))
-            samples.append(process_state(pid, server.port))
+            samples.append(process_state(pid, server.port) | gpu_memory(server))
         await asyncio.gather(*tasks)
         await asyncio.sleep(1.0)  # the last connections close
-        end_state = process_state(pid, server.port)
+        end_state = process_state(pid, server.port) | gpu_memory(server)
     finally:
         server.kill()
         await ollama.close()
@@ -238,6 +246,13 @@ async def main_async(clients: int, seconds: float, warmup: float) -> int:
           f"   growth {growth:+.1f} %   (goal < 5 %)")
     trace = " ".join(f"{sample['rss_kib'] / 1024:.0f}" for sample in samples)
     print(f"  RSS over the run (MiB)     {trace}")
+    for key in ("allocated_bytes", "reserved_bytes"):
+        if key in start_state:
+            growth = (end_state[key] - start_state[key]) / max(start_state[key], 1) * 100
+            trace = " ".join(f"{sample.get(key, 0) / 2**20:.0f}" for sample in samples)
+            print(f"  GPU {key.split('_')[0]:<9} warm-up / end {start_state[key] / 2**20:.1f} MiB / "
+                  f"{end_state[key] / 2**20:.1f} MiB   growth {growth:+.1f} %")
+            print(f"  GPU {key.split('_')[0]} over the run (MiB) {trace}")
     for key in ("files", "threads", "close_wait"):
         print(f"  {key:<26} {start_state[key]} -> {end_state[key]}")
     print(f"  events the slow subscriber read   {soak.events_seen}")
@@ -249,8 +264,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=600.0, help="measured time, after the warm-up")
     parser.add_argument("--warmup", type=float, default=120.0, help="seconds before the baseline (caches and bounded registries fill)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
-    return asyncio.run(main_async(args.clients, args.seconds, args.warmup))
+    return asyncio.run(main_async(args.clients, args.seconds, args.warmup, args.device))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .batching import BatchedEngine, BatchedStream, StepFn, StepObserver
+from .moshi_compat import load_lm
 
 NO_TEXT = (0, 3)  # Kyutai text ids that carry no text (unk / pad)
 
@@ -26,9 +27,10 @@ class LMStack:
     tokenizer: Any  # sentencepiece processor
 
     @classmethod
-    def load(cls, info: Any, device: str, dtype: torch.dtype) -> LMStack:
-        """Load the three models of a resolved checkpoint."""
-        return cls(info=info, mimi=info.get_mimi(device=device), lm=info.get_moshi(device=device, dtype=dtype),
+    def load(cls, info: Any, device: str, dtype: torch.dtype, quantize: bool = False) -> LMStack:
+        """Load the three models of a resolved checkpoint; the LM in 8 bits for a q8 checkpoint
+        or when `quantize` asks for it."""
+        return cls(info=info, mimi=info.get_mimi(device=device), lm=load_lm(info, device, dtype, quantize),
                    tokenizer=info.get_text_tokenizer())
 
 

@@ -9,11 +9,18 @@ moshi changes, this module is what to check.
 - MoshiRAG checkpoints (`kyutai/moshika-rag-*`): their `config.json` names a retrieval trigger
   (`rag_token_id`, an ordinary text token) and a reference stream (a `multi_arc_encoder`
   conditioner summed into every step) that only Kyutai's moshi-rag build of the package loads.
+- 8-bit LMs (`moshi.utils.quantize.QLinear`, bitsandbytes LLM.int8: int8 `weight` and a float32
+  row scale `weight_scb` per linear layer). moshi's loader casts every float tensor of a q8
+  checkpoint (`kyutai/moshika-pytorch-q8`, `quantize: true` in its config) to the model's
+  dtype, scales included, which QLinear refuses in bf16: `load_lm` keeps the scales in float32.
+  QLinear's forward leaves bitsandbytes' `is_training` set, which on a CPU dequantises the whole
+  weight at every call (about 18 times slower than fp32 at 1 B): the inference path is used.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 import torch
@@ -79,3 +86,49 @@ def load_tts_model(info: Any, device: str, dtype: torch.dtype, voices: str) -> A
 
     return TTSModel.from_checkpoint_info(info, n_q=info.lm_config["n_q"], voice_repo=voices, device=device,
                                          dtype=dtype)
+
+
+def load_lm(info: Any, device: str, dtype: torch.dtype, quantize: bool = False) -> Any:
+    """The LM of a resolved checkpoint; in 8 bits for a q8 checkpoint, or when `quantize` asks
+    for it (a bf16 checkpoint quantised on load)."""
+    stored_q8 = bool((info.lm_config or {}).get("quantize"))
+    if not (stored_q8 or quantize):
+        return info.get_moshi(device=device, dtype=dtype)
+    _use_int8_inference()
+    if not stored_q8:
+        from moshi.utils import quantize as moshi_quantize
+
+        lm = info.get_moshi(device=device, dtype=dtype)
+        replace: Any = moshi_quantize.replace_linear_with_qlinear  # untyped in moshi
+        replace(lm)
+        return lm
+    from moshi.models import loaders
+    from safetensors.torch import load_file
+
+    lm = loaders.get_moshi_lm(None, lm_kwargs={**info.lm_config, "quantize": True}, device="meta", dtype=dtype)
+    state = {key: value.to(dtype) if value.is_floating_point() and not key.endswith("_scb") else value
+             for key, value in load_file(str(info.moshi_weights), device=device).items()}
+    lm.load_state_dict(state, assign=True)
+    if any(t.is_meta for t in (*lm.parameters(), *lm.buffers())):
+        raise UnsupportedCheckpointError(f"the 8-bit checkpoint {info.moshi_weights} lacks some of the model's tensors")
+    return lm.eval()
+
+
+def _use_int8_inference() -> None:
+    """QLinear through bitsandbytes' inference matmul (int8 activations and weights)."""
+    try:
+        bnb: Any = importlib.import_module("bitsandbytes")
+    except ImportError as err:
+        raise UnsupportedCheckpointError(
+            "an 8-bit Moshi needs bitsandbytes: pip install 'wyoming-coda[q8]' (or bitsandbytes)") from err
+    from moshi.utils.quantize import QLinear
+
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        state = bnb.MatmulLtState()
+        state.CB, state.SCB = self.weight, self.weight_scb
+        state.has_fp16_weights = False
+        state.is_training = False
+        out: torch.Tensor = bnb.matmul(x.half(), state.CB, state=state)
+        return out
+
+    QLinear.forward = forward  # type: ignore[method-assign]

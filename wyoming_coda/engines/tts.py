@@ -148,9 +148,11 @@ class TextToSpeech(BatchedEngine):
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor,
         on_step: StepObserver | None = None, list_voices: Callable[[str], list[str]] | None = None,
+        skip_idle_depformer: bool = True,
     ) -> None:
         """`list_voices(suffix)`: the voice names of the model's voice repository (file names
-        without `suffix`)."""
+        without `suffix`); `skip_idle_depformer`: no depformer on steps where no row's audio is
+        due (off only to measure what it saves)."""
         super().__init__("tts", model.mimi, capacity, self._step, executor, on_step)
         self.model = model
         self._list_voices = list_voices
@@ -165,6 +167,10 @@ class TextToSpeech(BatchedEngine):
             model.lm.dep_q = model.n_q
         # steps from a word entering the text stream to the end of its audio
         self.tail_steps = model.delay_steps + max(model.lm.delays) + model.final_padding
+        lm = model.lm
+        self._silence = torch.full((capacity, lm.dep_q, 1), self.token_ids.zero, dtype=torch.long, device=self.device)
+        self.skip_idle_depformer = skip_idle_depformer
+        self.depformer_skips = 0  # steps that ran without the depformer (no row's audio due)
 
     def voices(self) -> list[str]:
         """The voices of the voice repository."""
@@ -262,6 +268,16 @@ class TextToSpeech(BatchedEngine):
                 if row.offset < lm.delays[q + lm.audio_offset] + self.model.delay_steps:
                     audio_tokens[index, q] = self.token_ids.zero
 
+    def _silence_if_no_audio_due(self) -> torch.Tensor | None:
+        """The audio tokens of a step in which no stepping row's audio is due yet (its first
+        `delay_steps`): silence, as moshi's own TTS does, instead of running the depformer over
+        every codebook for tokens the audio hook would replace by silence anyway."""
+        stepping = [row for row, on in zip(self._rows, self._stepping, strict=True) if on and row is not None]
+        if not self.skip_idle_depformer or any(row.offset >= self.model.delay_steps for row in stepping):
+            return None
+        self.depformer_skips += 1
+        return self._silence
+
     def _advance(self, row: _Row) -> tuple[bool, bool]:
         """After a step: (finished, waiting for more text)."""
         row.offset += 1
@@ -301,7 +317,7 @@ class TextToSpeech(BatchedEngine):
         self._lm_gen.set_exec_mask(exec_mask)
         missing = lm.n_q - lm.dep_q
         input_tokens = torch.full((self.capacity, missing, 1), self.token_ids.zero, dtype=torch.long, device=device)
-        frame = self._lm_gen.step(input_tokens)
+        frame = self._lm_gen.step(input_tokens, depformer_replace_tokens=self._silence_if_no_audio_due())
         audio = frame[:, 1:] if frame is not None else None
         valid = (audio >= 0).all(dim=1)[:, 0] & exec_mask if audio is not None else exec_mask & False
         pcm = None

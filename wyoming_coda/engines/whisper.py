@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -118,8 +118,12 @@ class WhisperSpeechToText(RowEngine):
 
     def __init__(
         self, model: Any, capacity: int, executor: ThreadPoolExecutor, on_step: StepObserver | None = None,
+        hints: Callable[[], str | None] | None = None,
     ) -> None:
+        """`hints`: the words to expect now (the home's devices and areas, listen/vocabulary.py),
+        given to Whisper as its initial prompt."""
         super().__init__(model, capacity, executor, on_step)
+        self._hints = hints
         self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
         self._on_step = on_step
@@ -133,7 +137,7 @@ class WhisperSpeechToText(RowEngine):
         samples = soxr.resample(audio, self.sample_rate, WHISPER_RATE).astype(np.float32)
         segments, _ = self.model.transcribe(
             samples, language=self.language, beam_size=1, vad_filter=False, without_timestamps=True,
-            condition_on_previous_text=False)
+            condition_on_previous_text=False, initial_prompt=self._hints() if self._hints else None)
         text = " ".join(segment.text.strip() for segment in segments).strip()
         if self._on_step is not None:
             self._on_step("stt", time.perf_counter() - started, 1)

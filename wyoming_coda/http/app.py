@@ -184,10 +184,11 @@ async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse
         await ws.send_json({"type": "error", "text": "the first message must be {\"type\": \"hello\", \"name\": ...}"})
         await ws.close()
         return ws
-    link = HomeLink(str(hello["name"]), str(hello.get("entry_id") or ""), ws.send_json)
+    link = HomeLink(str(hello["name"]), str(hello.get("entry_id") or ""), ws.send_json, hello.get("tools") is not False)
     parts.homes.add(link)
+    await ws.send_json({"type": "welcome", "duplex": parts.homes.for_duplex() is link})
+    words = asyncio.create_task(link.keep_vocabulary(parts.homes.vocabulary), name="home vocabulary")
     try:
-        await ws.send_json({"type": "welcome", "duplex": parts.homes.for_duplex() is link})
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
                 continue
@@ -201,6 +202,8 @@ async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse
         pass
     finally:
         parts.homes.remove(link)
+        words.cancel()
+        await asyncio.gather(words, return_exceptions=True)
     return ws
 
 

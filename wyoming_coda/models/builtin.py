@@ -32,7 +32,7 @@ def _kyutai_tts(request: LoadRequest) -> TextToSpeech:
 
 def _moshi(request: LoadRequest) -> MoshiEngine:
     info, trigger = retrieval_trigger(request.checkpoint)
-    stack = LMStack.load(info, request.device, request.dtype)
+    stack = LMStack.load(info, request.device, request.dtype, request.config.moshi.quantize)
     return MoshiEngine(stack, request.config.moshi.batch_size, request.executor, request.on_step, trigger)
 
 
@@ -41,7 +41,7 @@ def _whisper(request: LoadRequest) -> WhisperSpeechToText:
 
     capacity = request.config.stt.batch_size
     return WhisperSpeechToText(load_whisper_model(request.source, torch.get_num_threads()), capacity,
-                               request.executor, request.on_step)
+                               request.executor, request.on_step, request.hints)
 
 
 def _pocket(request: LoadRequest) -> PocketSpeech:

@@ -32,6 +32,7 @@ class LoadRequest:
     executor: ThreadPoolExecutor
     on_step: StepObserver | None
     checkpoint: Any = None  # moshi's CheckpointInfo, for engines that load a Kyutai checkpoint
+    hints: Callable[[], str | None] | None = None  # words to expect (the home's), for STT that takes a prompt
 
 
 @dataclass(frozen=True)

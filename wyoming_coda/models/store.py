@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,13 @@ class ModelStore:
 
     def __init__(
         self, config: VoiceConfig, on_step: StepObserver | None = None, engines: EngineRegistry | None = None,
+        hints: Callable[[], str | None] | None = None,
     ) -> None:
-        """`engines`: the registry to take the profile's engines from (default: the built-in ones)."""
+        """`engines`: the registry to take the profile's engines from (default: the built-in ones);
+        `hints`: the words STT should expect now (LoadRequest.hints)."""
         self.config = config
         self.on_step = on_step
+        self.hints = hints
         self.device = resolve_device(config.device)
         self.engines = engines or builtin_engines()
         sources = {"stt": config.stt.model, "tts": config.tts.model, "moshi": config.moshi.model_path}
@@ -295,7 +299,7 @@ class ModelStore:
             info = resolve_checkpoint(slot.source, slot.kind)
             self._check_budget(slot, info)
         executor = _executor(slot.kind, slot.spec.threads(self.config))
-        request = LoadRequest(slot.source, self.config, self.device, dtype, executor, self.on_step, info)
+        request = LoadRequest(slot.source, self.config, self.device, dtype, executor, self.on_step, info, self.hints)
         with torch.no_grad() if slot.spec.checkpoint else contextlib.nullcontext():
             model = slot.spec.load(request)
         if cuda:

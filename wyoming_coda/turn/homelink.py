@@ -5,7 +5,7 @@ runs those tools' calls inside Home Assistant — with the same exposure rules a
 conversation agent. See docs/protocol.md ("Home link").
 
 JSON text messages (an answer carries its request's type and id):
-    client → server  {"type": "hello", "name", "entry_id"}                  once, first
+    client → server  {"type": "hello", "name", "entry_id", "tools"}         once, first (tools: lends them)
     server → client  {"type": "welcome", "duplex": bool}                     serves duplex sessions?
     server → client  {"type": "context", "id", "language"}
     client → server  {"type": "context", "id", "tools": [...], "prompt"}     or {..., "error"}
@@ -13,6 +13,8 @@ JSON text messages (an answer carries its request's type and id):
     client → server  {"type": "tool_call", "id", "result"}                   or {..., "error"}
     server → client  {"type": "local", "id", "text", "language"}            Home Assistant's own agent first
     client → server  {"type": "local", "id", "speech"}                       handled; no `speech`: not handled
+    server → client  {"type": "vocabulary", "id"}                            on linking, then every 10 minutes
+    client → server  {"type": "vocabulary", "id", "names", "areas"}          exposed devices' names, areas
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..listen.vocabulary import Vocabulary
 from ..llm.base import ToolCall
 from .tools import RemoteTools, ToolError
 
@@ -31,6 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0  # a tool call or a context request Home Assistant did not answer
 CONTEXT_TIMEOUT = 5.0
+VOCABULARY_REFRESH = 600.0  # seconds between two readings of a home's device and area names
 NO_HOME_PROMPT = ("No Home Assistant is connected to this conversation: you cannot see or control any device. "
                   "When asked to, say plainly that home control is not connected.")
 
@@ -54,9 +58,12 @@ class HomeContext:
 class HomeLink:
     """One connected Home Assistant (one Coda config entry)."""
 
-    def __init__(self, name: str, entry_id: str, send: Send) -> None:
+    def __init__(self, name: str, entry_id: str, send: Send, tools: bool = True) -> None:
+        """`tools`: whether this home lends duplex sessions its tools (else it only gives its
+        words for speech recognition)."""
         self.name = name
         self.entry_id = entry_id
+        self.tools = tools
         self._send = send
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -99,6 +106,23 @@ class HomeLink:
         speech = answer.get("speech")
         return speech if isinstance(speech, str) and speech.strip() else None
 
+    async def keep_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """Read this home's device and area names into `vocabulary` now and every
+        VOCABULARY_REFRESH seconds, until the link closes; they leave with the link."""
+        try:
+            while not self.closed:
+                try:
+                    answer = await self._request({"type": "vocabulary"}, CONTEXT_TIMEOUT)
+                    kept = vocabulary.update(self.entry_id or self.name, answer.get("names"), answer.get("areas"))
+                    _LOGGER.debug("%s: %d device names for speech recognition", self.name, kept)
+                except LinkClosedError:
+                    break
+                except ToolError as err:  # an older integration, or a slow one: no words this time
+                    _LOGGER.debug("no vocabulary from %s: %s", self.name, err)
+                await asyncio.sleep(VOCABULARY_REFRESH)
+        finally:
+            vocabulary.forget(self.entry_id or self.name)
+
     async def call_tool(self, call: ToolCall) -> Any:
         answer = await self._request(
             {"type": "tool_call", "call_id": call.id, "name": call.name, "arguments": call.arguments},
@@ -131,6 +155,7 @@ class HomeLinks:
     def __init__(self, preferred: str | None = None) -> None:
         self.preferred = preferred
         self._links: list[HomeLink] = []
+        self.vocabulary = Vocabulary()  # the linked homes' device and area names, for STT
 
     def add(self, link: HomeLink) -> None:
         self._links.append(link)
@@ -143,10 +168,11 @@ class HomeLinks:
             _LOGGER.info("Home Assistant unlinked: %s", link.name)
 
     def for_duplex(self) -> HomeLink | None:
-        """The Home Assistant whose tools duplex sessions use, if one is linked."""
+        """The Home Assistant whose tools duplex sessions use, if one that lends them is linked."""
+        lending = [link for link in self._links if link.tools]
         if self.preferred:
-            return next((link for link in self._links if self.preferred in (link.name, link.entry_id)), None)
-        return self._links[0] if self._links else None
+            return next((link for link in lending if self.preferred in (link.name, link.entry_id)), None)
+        return lending[0] if lending else None
 
     def names(self) -> list[str]:
         return [link.name for link in self._links]

@@ -72,10 +72,11 @@ class VoiceManager:
         self.config = config
         self.metrics = Metrics()
         self.events = EventBus()
-        self.store = ModelStore(config, on_step=self.metrics.engine_step, engines=engines)
+        self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
+        self.store = ModelStore(config, on_step=self.metrics.engine_step, engines=engines,
+                                hints=self.homes.vocabulary.prompt)
         self.llm: LLMBackend = create_backend(config.external_llm, config.moshi.external_llm_enabled)
         self.conversations = Conversations(self.metrics, self.events)
-        self.homes = HomeLinks(config.integration.duplex_home_assistant)  # linked Home Assistants
         self.speaker = Speaker(self.store, config.tts.voice, config.tts.feed,
                                dict(entry.split("=", 1) for entry in config.tts.language_voices),
                                self.store.languages("tts"), self.events, config.server.row_wait_seconds)

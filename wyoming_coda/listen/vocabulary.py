@@ -1,0 +1,59 @@
+"""The words a home's commands use: its exposed devices' names and its areas, from each linked
+Home Assistant, as a prompt for a recogniser that takes one (Whisper's initial prompt).
+
+Whisper reads its prompt as the transcript that came just before, so a list of names invites it
+to recite the list; commands in the home's own words ("Close the hall window.") steer it to those
+names instead. On the corpus of `script/bench commands` (espeak voices, Whisper tiny.en), such a
+prompt took the word error rate from 0.33 to 0.13."""
+
+from __future__ import annotations
+
+import re
+
+MAX_NAMES = 60  # devices named in the prompt (Whisper keeps the last 223 tokens of a prompt)
+MAX_AREAS = 20
+MAX_WORDS = 6  # a longer "name" is not a device's
+VERBS = ("Turn on", "Turn off", "Open", "Close", "Set", "Dim", "Switch on", "Switch off")
+_NAME = re.compile(r"^[\w][\w .'&+-]*$")
+
+
+def _clean(names: object, limit: int) -> list[str]:
+    """Names as a prompt may hold them: strings of a few words, each once, at most `limit`."""
+    if not isinstance(names, list):
+        return []
+    seen: dict[str, str] = {}
+    for name in names:
+        if isinstance(name, str) and _NAME.match(name := " ".join(name.split())) and len(name.split()) <= MAX_WORDS:
+            seen.setdefault(name.lower(), name)
+    return list(seen.values())[:limit]
+
+
+class Vocabulary:
+    """Device and area names per linked Home Assistant; `prompt()` joins them all."""
+
+    def __init__(self) -> None:
+        self._homes: dict[str, tuple[list[str], list[str]]] = {}
+
+    def update(self, home: str, names: object, areas: object) -> int:
+        """Replace `home`'s words (unusable ones are left out); how many names were kept."""
+        kept = _clean(names, MAX_NAMES), _clean(areas, MAX_AREAS)
+        self._homes[home] = kept
+        return len(kept[0])
+
+    def forget(self, home: str) -> None:
+        self._homes.pop(home, None)
+
+    def prompt(self) -> str | None:
+        """Commands in the home's words, or None when no Home Assistant gave any."""
+        names = list(dict.fromkeys(n for names, _ in self._homes.values() for n in names))[:MAX_NAMES]
+        areas = list(dict.fromkeys(a for _, areas in self._homes.values() for a in areas))[:MAX_AREAS]
+        if not names and not areas:
+            return None
+        commands = [f"{VERBS[i % len(VERBS)]} the {_spoken(name)}." for i, name in enumerate(names)]
+        commands += [f"Lights in the {_spoken(area)}." for area in areas]
+        return " ".join(commands)
+
+
+def _spoken(name: str) -> str:
+    """A name as a transcript writes it mid-sentence: lower case, acronyms ("AC", "TV") kept."""
+    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in name.split())
