@@ -144,10 +144,9 @@ async def test_a_home_that_lends_no_tools_still_gives_its_words(start_server, ol
     """With talk-page control off the integration still links (`tools: false`): the server asks
     for its words, and duplex sessions get no home."""
     server = start_server("--duplex", "--llm-url", ollama.url)
-    async with server.session() as http:
-        async with http.ws_connect(f"http://127.0.0.1:{server.http_port}/api/home") as link_ws:
-            await link_ws.send_json({"type": "hello", "name": "Home", "entry_id": "e1", "tools": False})
-            assert await link_ws.receive_json(timeout=10) == {"type": "welcome", "duplex": False}
-            assert (await link_ws.receive_json(timeout=10))["type"] == "vocabulary"
-            async with duplex(http, server) as (_ws, handshake):
-                assert handshake["home"] is None
+    async with server.session() as http, http.ws_connect(f"http://127.0.0.1:{server.http_port}/api/home") as link_ws:
+        await link_ws.send_json({"type": "hello", "name": "Home", "entry_id": "e1", "tools": False})
+        assert await link_ws.receive_json(timeout=10) == {"type": "welcome", "duplex": False}
+        assert (await link_ws.receive_json(timeout=10))["type"] == "vocabulary"
+        async with duplex(http, server) as (_ws, handshake):
+            assert handshake["home"] is None

@@ -5,8 +5,10 @@ Speech to text is real Whisper tiny.en (the server's CPU profile) hearing espeak
 LLM is a real small model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, a test and benchmark fixture,
 through the server's embedded llama.cpp, one thread). Rows, in one run and on the same audio:
 
-- Coda (Home Assistant's agent first, the LLM for the rest: the default);
-- Home Assistant's own local agent;
+- Coda (Home Assistant's agent first, the LLM for the rest: the default), Whisper prompted with
+  the home's device and area names through the Coda entry's home link;
+- Home Assistant's own local agent, the Coda entry unloaded: Home Assistant alone with a Whisper
+  server;
 - Coda with local first off (every turn to the LLM).
 
 Per row: device commands correct / total, questions and impossible requests answered right /
@@ -18,6 +20,7 @@ suite (tests_ha/test_small_model.py is its smoke run)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import time
@@ -37,6 +40,9 @@ from .common import satellite_audio, setup_coda, wyoming_engines
 
 CODA, LOCAL = "conversation.coda_voice", "conversation.home_assistant"
 LIMIT = int(os.environ.get("CODA_BENCH_COMMANDS", "0")) or None
+CODA_ROW = "Coda (local first)"
+LOCAL_ROW = "Home Assistant's local agent"
+LINK_SECONDS = 3.0  # for a reloaded entry's home link to hand the server the home's words
 RATE, CHUNK = 16000, 3200
 
 
@@ -131,18 +137,22 @@ async def test_spoken_commands(hass: HomeAssistant, coda_server_factory: Any, cp
     local = await _pipeline(hass, engines, LOCAL, "local")
     rows: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     prompts: dict[str, dict[str, Any]] = {}
-    for label, pipeline_id, local_first in (("Coda (local first)", coda, True),
-                                            ("Home Assistant's local agent", local, True),
+    for label, pipeline_id, local_first in ((CODA_ROW, coda, True), (LOCAL_ROW, local, True),
                                             ("Coda, local first off", coda, False)):
         (agent,) = entry.subentries.values()
         if agent.data.get("local_first") != local_first:
             hass.config_entries.async_update_subentry(entry, agent, data={**agent.data, "local_first": local_first})
             await hass.async_block_till_done()
+        if label == LOCAL_ROW:  # Home Assistant alone: no Coda entry, so Whisper hears without the home's words
+            assert await hass.config_entries.async_unload(entry.entry_id)
         print(f"\n  {label}", flush=True)
         start_prompt = _prompt(server)
         rows[label] = (await _row(hass, pipeline_id, server, wavs, list(commands)),
                        await _row(hass, pipeline_id, server, wavs, list(questions)))
         prompts[label] = _prompt_delta(start_prompt, _prompt(server))
+        if label == LOCAL_ROW:
+            assert await hass.config_entries.async_setup(entry.entry_id)
+            await asyncio.sleep(LINK_SECONDS)  # the entry's home link gives the server the home's words again
     _report(rows, prompts)
 
 
@@ -173,7 +183,7 @@ def _report(rows: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
         prompt = prompts[label]
         print(f"  {label:<30} {right:>4}/{len(commands):<4} {answered:>4}/{len(questions):<4} {_median(local)} "
               f"{_median(llm)} {never:>6} {prompt['mean_tokens']:>10.0f} {prompt['cache_hit']:>6.0%}")
-    coda, ha = rows["Coda (local first)"][0], rows["Home Assistant's local agent"][0]
+    coda, ha = rows[CODA_ROW][0], rows[LOCAL_ROW][0]
     points = 100 * (sum(r["correct"] for r in coda) - sum(r["correct"] for r in ha)) / max(1, len(coda))
     print(f"\n  Coda - Home Assistant's agent: {points:+.0f} points (goal >= +20; Coda goal >= 90 %)")
     same = [(c["seconds"], h["seconds"]) for c, h in zip(coda, ha, strict=True) if c["route"] == "local"]
