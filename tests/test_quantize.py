@@ -99,3 +99,29 @@ async def test_a_q8_checkpoint_loads_in_bf16_with_float_scales(tiny_hub, tmp_pat
     assert scales and all(t.dtype == torch.float32 for t in scales)
     outputs = await speak(stack, speech_24k(speech_dir / "s0.wav")[: 30 * FRAME])
     assert any(o.pcm is not None for o in outputs)
+
+
+def test_the_memory_budget_counts_a_moshi_quantised_on_load_in_8_bits(tiny_hub) -> None:
+    """A bf16 checkpoint asked for in 8 bits is sized at about half its file against
+    `moshi.vram_allocation`: the budget that fits the 8-bit model is not refused for the bf16 file."""
+    import dataclasses
+
+    from wyoming_coda.config import VoiceConfig
+    from wyoming_coda.engines.moshi_compat import Q8_WEIGHTS_RATIO
+    from wyoming_coda.models.store import ModelStore, VramBudgetError
+
+    info = checkpoint()
+    lm_file, mimi_file = (Path(p).stat().st_size for p in (info.moshi_weights, info.mimi_weights))
+    budget = int(lm_file * Q8_WEIGHTS_RATIO) + mimi_file + 1  # the 8-bit model's, under the bf16 file's
+    plain = VoiceConfig(mode="adaptive", device="cpu")
+    for quantize, refused in ((False, True), (True, False)):
+        config = dataclasses.replace(plain, moshi=dataclasses.replace(plain.moshi, quantize=quantize))
+        store = ModelStore(config)
+        slot = store.slots["moshi"]
+        slot.budget_bytes = budget
+        if refused:
+            with pytest.raises(VramBudgetError, match="vram_allocation budget"):
+                store._check_budget(slot, info)
+        else:
+            store._check_budget(slot, info)
+            assert slot.weights_bytes == budget - 1

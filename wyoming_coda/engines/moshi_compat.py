@@ -88,6 +88,9 @@ def load_tts_model(info: Any, device: str, dtype: torch.dtype, voices: str) -> A
                                          dtype=dtype)
 
 
+Q8_WEIGHTS_RATIO = 0.52  # an 8-bit Moshi's LM weights against bf16 (8.01 of 15.38 GB, docs/hardware.md)
+
+
 def load_lm(info: Any, device: str, dtype: torch.dtype, quantize: bool = False) -> Any:
     """The LM of a resolved checkpoint; in 8 bits for a q8 checkpoint, or when `quantize` asks
     for it (a bf16 checkpoint quantised on load)."""
@@ -95,13 +98,13 @@ def load_lm(info: Any, device: str, dtype: torch.dtype, quantize: bool = False) 
     if not (stored_q8 or quantize):
         return info.get_moshi(device=device, dtype=dtype)
     _use_int8_inference()
-    if not stored_q8:
+    if not stored_q8:  # quantised in host memory: the GPU never holds the bf16 weights
         from moshi.utils import quantize as moshi_quantize
 
-        lm = info.get_moshi(device=device, dtype=dtype)
+        lm = info.get_moshi(device="cpu", dtype=dtype)
         replace: Any = moshi_quantize.replace_linear_with_qlinear  # untyped in moshi
         replace(lm)
-        return lm
+        return lm.to(device)
     from moshi.models import loaders
     from safetensors.torch import load_file
 

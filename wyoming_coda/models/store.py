@@ -22,6 +22,7 @@ from typing import Any, cast
 from ..config import VoiceConfig, parse_size, turn_modes
 from ..engines.batching import StepObserver
 from ..engines.moshi import MoshiEngine
+from ..engines.moshi_compat import Q8_WEIGHTS_RATIO
 from ..engines.protocols import Engine, SpeechRecognizer, Synthesizer
 from .builtin import builtin_engines
 from .checkpoints import resolve_checkpoint
@@ -241,7 +242,9 @@ class ModelStore:
 
     def _check_budget(self, slot: ModelSlot, info: Any) -> None:
         """Refuse to load a component whose weights exceed its budget or the free GPU memory."""
-        weights = sum(Path(p).stat().st_size for p in (info.moshi_weights, info.mimi_weights))
+        lm_file = Path(info.moshi_weights).stat().st_size
+        quantised_on_load = slot.kind == "moshi" and self.config.moshi.quantize and not (info.lm_config or {}).get("quantize")
+        weights = int(lm_file * (Q8_WEIGHTS_RATIO if quantised_on_load else 1)) + Path(info.mimi_weights).stat().st_size
         slot.weights_bytes = weights
         if slot.budget_bytes is not None and weights > slot.budget_bytes:
             raise VramBudgetError(
