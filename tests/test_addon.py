@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from aiohttp import web
 from tests.addon_discovery import discovery_payloads
 from tests.serverproc import ROOT
 from tests.supervisor_schema import build_problems, config_problems, repository_problems
+from tests.test_integration_package import png_size
 
 ADDON = ROOT / "addon" / "coda_voice"
 S6 = ADDON / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d"
@@ -79,9 +79,7 @@ def test_every_option_is_translated_and_documented() -> None:
         assert f"`{key}`" in docs
     assert set(translations["network"]) == set(config()["ports"])
     for image, size in (("icon.png", (128, 128)), ("logo.png", (250, 100))):
-        header = (ADDON / image).read_bytes()[:24]
-        assert header[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == size
+        assert png_size(ADDON / image) == size
 
 
 def run_script(tmp_path: Path, options: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -147,11 +145,15 @@ def test_run_script_refuses_bad_options(tmp_path: Path, change: dict[str, Any], 
     assert not result.stdout
 
 
-async def run_discovery(tmp_path: Path, statuses: list[int]) -> tuple[int, str, list[tuple[str, dict[str, Any]]]]:
+Announcements = list[tuple[str, dict[str, Any]]]  # (Authorization header, payload) per POST
+
+
+async def run_discovery(tmp_path: Path, statuses: list[int]) -> tuple[int, str, Announcements, Announcements]:
     """The discovery script (through bash: its `with-contenv` shebang is s6-overlay's, run for
     real in tests/test_addon_image.py) against a TEST DOUBLE of the Supervisor's discovery API (no
-    Supervisor runs here) that answers with `statuses` in turn, then 200."""
-    received: list[tuple[str, dict[str, Any]]] = []
+    Supervisor runs here) that answers with `statuses` in turn, then 200: its exit code, its log,
+    the announcements received, and the two it should make."""
+    received: Announcements = []
 
     async def discovery(request: web.Request) -> web.Response:
         received.append((request.headers["Authorization"], await request.json()))
@@ -183,37 +185,28 @@ async def run_discovery(tmp_path: Path, statuses: list[int]) -> tuple[int, str, 
     finally:
         wyoming.close()
         await runner.cleanup()
-    return proc.returncode or 0, stderr.decode(), received
-
-
-def expected_announcements() -> list[tuple[str, dict[str, Any]]]:
     host = subprocess.check_output(["hostname"], text=True).strip()
-    return [("Bearer supervisor-token", payload) for payload in discovery_payloads(host, 0, 10301, "side-token")]
-
-
-def same_announcements(received: list[tuple[str, dict[str, Any]]], expected: list[tuple[str, dict[str, Any]]]) -> bool:
-    """Equal but for the Wyoming port (a free one in each test)."""
-    def without_port(item: tuple[str, dict[str, Any]]) -> str:
-        return re.sub(r'(:|"port": )\d+', r"\1PORT", json.dumps(item, sort_keys=True))
-    return [without_port(r) for r in received] == [without_port(e) for e in expected]
+    expected = [("Bearer supervisor-token", payload)
+                for payload in discovery_payloads(host, int(env["CODA_WYOMING_PORT"]), 10301, "side-token")]
+    return proc.returncode or 0, stderr.decode(), received, expected
 
 
 async def test_discovery_announces_both_integrations_to_the_supervisor(tmp_path: Path) -> None:
     """One announcement for Home Assistant's wyoming integration, one for the Coda integration
     (the Home Assistant tests feed the same payloads to both config flows)."""
-    code, log, received = await run_discovery(tmp_path, [])
+    code, log, received, expected = await run_discovery(tmp_path, [])
     assert code == 0, log
-    assert same_announcements(received, expected_announcements())
+    assert received == expected
 
 
 async def test_a_failed_announcement_is_retried_and_never_stops_the_addon(tmp_path: Path) -> None:
     """A Supervisor that errs is asked again; one that keeps erring is logged, and the oneshot
     still ends well (s6-overlay would stop the container, server and all, on a failed oneshot)."""
-    code, log, received = await run_discovery(tmp_path, [500])
+    code, log, received, expected = await run_discovery(tmp_path, [500])
     assert code == 0 and "announcing the wyoming service failed (attempt 1)" in log
-    assert same_announcements(received, [expected_announcements()[0], *expected_announcements()])
+    assert received == [expected[0], *expected]
 
-    code, log, received = await run_discovery(tmp_path, [500] * 6)
+    code, log, received, _ = await run_discovery(tmp_path, [500] * 6)
     assert code == 0, log
     assert "gave up announcing the wyoming service" in log and "gave up announcing the coda service" in log
     assert len(received) == 6

@@ -91,10 +91,15 @@ def load_tts_model(info: Any, device: str, dtype: torch.dtype, voices: str) -> A
 Q8_WEIGHTS_RATIO = 0.52  # an 8-bit Moshi's LM weights against bf16 (8.01 of 15.38 GB, docs/hardware.md)
 
 
+def is_q8_checkpoint(info: Any) -> bool:
+    """Whether a resolved checkpoint holds an 8-bit LM (`quantize: true` in its config)."""
+    return bool((info.lm_config or {}).get("quantize"))
+
+
 def load_lm(info: Any, device: str, dtype: torch.dtype, quantize: bool = False) -> Any:
     """The LM of a resolved checkpoint; in 8 bits for a q8 checkpoint, or when `quantize` asks
     for it (a bf16 checkpoint quantised on load)."""
-    stored_q8 = bool((info.lm_config or {}).get("quantize"))
+    stored_q8 = is_q8_checkpoint(info)
     if not (stored_q8 or quantize):
         return info.get_moshi(device=device, dtype=dtype)
     _use_int8_inference()

@@ -186,9 +186,10 @@ async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse
         return ws
     link = HomeLink(str(hello["name"]), str(hello.get("entry_id") or ""), ws.send_json, hello.get("tools") is not False)
     parts.homes.add(link)
-    await ws.send_json({"type": "welcome", "duplex": parts.homes.for_duplex() is link})
-    words = asyncio.create_task(link.keep_vocabulary(parts.homes.vocabulary), name="home vocabulary")
+    words: asyncio.Task[None] | None = None
     try:
+        await ws.send_json({"type": "welcome", "duplex": parts.homes.for_duplex() is link})
+        words = asyncio.create_task(link.keep_vocabulary(parts.homes.vocabulary), name="home vocabulary")
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
                 continue
@@ -202,8 +203,9 @@ async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse
         pass
     finally:
         parts.homes.remove(link)
-        words.cancel()
-        await asyncio.gather(words, return_exceptions=True)
+        if words is not None:
+            words.cancel()
+            await asyncio.gather(words, return_exceptions=True)
     return ws
 
 

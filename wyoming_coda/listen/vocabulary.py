@@ -13,6 +13,7 @@ against 24 with commands and 9 without) and, copied, commands nothing."""
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 
 MAX_NAMES = 60  # devices named in the prompt (Whisper keeps the last 223 tokens of a prompt)
 MAX_AREAS = 20
@@ -32,22 +33,30 @@ def _clean(names: object, limit: int) -> list[str]:
 
 
 class Vocabulary:
-    """Device and area names per linked Home Assistant; `prompt()` joins them all."""
+    """Device and area names per linked Home Assistant (keyed by its link, so a reconnecting
+    home's new link keeps its words when the old one goes); `prompt()` joins them all. Updated in
+    the event loop, read by the STT thread: the prompt is built on each change and read whole."""
 
     def __init__(self) -> None:
-        self._homes: dict[str, tuple[list[str], list[str]]] = {}
+        self._homes: dict[Hashable, tuple[list[str], list[str]]] = {}
+        self._prompt: str | None = None
 
-    def update(self, home: str, names: object, areas: object) -> int:
+    def update(self, home: Hashable, names: object, areas: object) -> int:
         """Replace `home`'s words (unusable ones are left out); how many names were kept."""
         kept = _clean(names, MAX_NAMES), _clean(areas, MAX_AREAS)
         self._homes[home] = kept
+        self._prompt = self._sentence()
         return len(kept[0])
 
-    def forget(self, home: str) -> None:
+    def forget(self, home: Hashable) -> None:
         self._homes.pop(home, None)
+        self._prompt = self._sentence()
 
     def prompt(self) -> str | None:
         """One sentence naming the home's devices and areas, or None when no Home Assistant gave any."""
+        return self._prompt
+
+    def _sentence(self) -> str | None:
         names = list(dict.fromkeys(n for names, _ in self._homes.values() for n in names))[:MAX_NAMES]
         areas = list(dict.fromkeys(a for _, areas in self._homes.values() for a in areas))[:MAX_AREAS]
         if not names and not areas:

@@ -22,7 +22,7 @@ from typing import Any, cast
 from ..config import VoiceConfig, parse_size, turn_modes
 from ..engines.batching import StepObserver
 from ..engines.moshi import MoshiEngine
-from ..engines.moshi_compat import Q8_WEIGHTS_RATIO
+from ..engines.moshi_compat import Q8_WEIGHTS_RATIO, is_q8_checkpoint
 from ..engines.protocols import Engine, SpeechRecognizer, Synthesizer
 from .builtin import builtin_engines
 from .checkpoints import resolve_checkpoint
@@ -243,7 +243,7 @@ class ModelStore:
     def _check_budget(self, slot: ModelSlot, info: Any) -> None:
         """Refuse to load a component whose weights exceed its budget or the free GPU memory."""
         lm_file = Path(info.moshi_weights).stat().st_size
-        quantised_on_load = slot.kind == "moshi" and self.config.moshi.quantize and not (info.lm_config or {}).get("quantize")
+        quantised_on_load = slot.kind == "moshi" and self.config.moshi.quantize and not is_q8_checkpoint(info)
         weights = int(lm_file * (Q8_WEIGHTS_RATIO if quantised_on_load else 1)) + Path(info.mimi_weights).stat().st_size
         slot.weights_bytes = weights
         if slot.budget_bytes is not None and weights > slot.budget_bytes:

@@ -113,7 +113,7 @@ class HomeLink:
             while not self.closed:
                 try:
                     answer = await self._request({"type": "vocabulary"}, CONTEXT_TIMEOUT)
-                    kept = vocabulary.update(self.entry_id or self.name, answer.get("names"), answer.get("areas"))
+                    kept = vocabulary.update(self, answer.get("names"), answer.get("areas"))
                     _LOGGER.debug("%s: %d device names for speech recognition", self.name, kept)
                 except LinkClosedError:
                     break
@@ -121,7 +121,7 @@ class HomeLink:
                     _LOGGER.debug("no vocabulary from %s: %s", self.name, err)
                 await asyncio.sleep(VOCABULARY_REFRESH)
         finally:
-            vocabulary.forget(self.entry_id or self.name)
+            vocabulary.forget(self)
 
     async def call_tool(self, call: ToolCall) -> Any:
         answer = await self._request(
