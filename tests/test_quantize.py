@@ -19,8 +19,6 @@ from tests.test_duplex import speech_24k
 
 FRAME = 1920
 
-pytest.importorskip("bitsandbytes")  # the test extra installs it: a missing one is a setup error, named
-
 
 def weight_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
