@@ -27,6 +27,28 @@ async def test_a_prefix_left_out_and_undeclared_arguments_are_mended() -> None:
     assert await toolbox.call(ToolCall("HassTurnOff", {})) == (None, "unknown tool 'HassTurnOff'")
 
 
+async def test_turning_a_light_on_with_a_brightness_sets_the_brightness() -> None:
+    """Qwen2.5-0.5B's call for "dim the office lights to 20 %": `HassTurnOn` with a fan's
+    `percentage`. Not for other domains, or without a number."""
+    light_set = tool_schema("light__HassLightSet", "Sets a light", {"type": "object", "properties": {
+        "name": {"type": "string"}, "domain": {"type": "array"}, "brightness": {"type": "integer"}}})
+    ran: list[ToolCall] = []
+
+    async def answer(call: ToolCall) -> Any:
+        ran.append(call)
+        return {"response_type": "action_done"}
+
+    toolbox = Toolbox([RemoteTools([TURN_ON, light_set], answer)])
+    await toolbox.call(ToolCall("intent__HassTurnOn", {"name": "office_light", "domain": ["light"], "percentage": 20}))
+    await toolbox.call(ToolCall("HassTurnOn", {"name": "Ceiling Fan", "domain": ["fan"], "percentage": 20}))
+    await toolbox.call(ToolCall("HassTurnOn", {"name": "Bed Light", "domain": "light", "brightness": "bright"}))
+    assert [(c.name, c.arguments) for c in ran] == [
+        ("light__HassLightSet", {"name": "office_light", "domain": ["light"], "brightness": 20}),
+        ("intent__HassTurnOn", {"name": "Ceiling Fan"}),
+        ("intent__HassTurnOn", {"name": "Bed Light"}),
+    ]
+
+
 def test_a_text_tool_call_without_the_prefix_is_still_a_call() -> None:
     calls = parse_text_tool_calls('{"name": "HassTurnOn", "arguments": {"name": "Bed Light"}}', {"intent__HassTurnOn"})
     assert calls is not None and [(c.name, c.arguments) for c in calls] == [("intent__HassTurnOn", {"name": "Bed Light"})]

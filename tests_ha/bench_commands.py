@@ -35,7 +35,7 @@ from homeassistant.core import Context, HomeAssistant
 from tests.speech import make_speech
 
 from .command_corpus import COMMANDS, QUESTIONS, Command, Question
-from .command_home import SETTLE_SECONDS, bad_speech, set_states, setup_home, snapshot, until
+from .command_home import SETTLE_SECONDS, at_rest, bad_speech, set_states, setup_home, snapshot, until
 from .common import satellite_audio, setup_coda, wyoming_engines
 
 CODA, LOCAL = "conversation.coda_voice", "conversation.home_assistant"
@@ -101,6 +101,8 @@ async def _row(hass: HomeAssistant, pipeline_id: str, server: Any, wavs: dict[st
     for item in items:
         if isinstance(item, Command):
             await set_states(hass, item.before)
+        else:
+            await at_rest(hass)
         before, routes = snapshot(hass), _routes(server)
         result = await turn(hass, pipeline_id, wavs[item.text])
         if isinstance(item, Command):

@@ -101,6 +101,16 @@ async def until(hass: HomeAssistant, expect: Expect, seconds: float) -> bool:
     return True
 
 
+async def at_rest(hass: HomeAssistant) -> None:
+    """Wait (up to SETTLE_SECONDS) for the covers an earlier command set moving to stop, so a
+    question's "nothing changed" is not a cover still on its way."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+    while any(s.state in ("opening", "closing") for s in hass.states.async_all("cover")):
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
 def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, Any, Any, Any]]:
     """The corpus's entities as a question must leave them."""
     return {entity_id: (s.state, s.attributes.get("brightness"), s.attributes.get("hs_color"),

@@ -59,6 +59,38 @@ async def test_local_first_then_the_llm_with_the_chat_logs_history(
     assert _speech(await _ask(hass, "my name is Ada")) == "Nice to meet you, Ada."
 
 
+async def test_brighter_dimmer_and_a_misheard_command_word_are_local(
+    hass: HomeAssistant, coda_server: Any, ollama: Any
+) -> None:
+    """What Home Assistant's agent lacks or misses, handled before the LLM: relative brightness
+    (it hears "turn up" as a volume command), and a command word a small recogniser misheard
+    ("Shot", "Toned", "Light, soft in ..."): the LLM is never asked."""
+    from .command_home import set_states, setup_home, until
+
+    await setup_home(hass)
+    await setup_coda(hass, coda_server)
+    await set_states(hass, {"light.office_rgbw_lights": STATE_ON, "light.kitchen_lights": STATE_ON,
+                            "light.bed_light": STATE_ON, "cover.kitchen_window": "open"})  # at brightness 180
+    result = await _ask(hass, "Turn up the office lights.")
+    assert _speech(result) == "Brightened Office Lights"
+    assert hass.states.get("light.office_rgbw_lights").attributes["brightness"] > 180
+    await _ask(hass, "dim the lights in the kitchen a little")
+    assert hass.states.get("light.kitchen_lights").attributes["brightness"] < 180
+    assert hass.states.get("light.office_rgbw_lights").attributes["brightness"] > 180  # only the kitchen's
+    await _ask(hass, "Toned the bed light green.")
+    assert 90 <= hass.states.get("light.bed_light").attributes["hs_color"][0] <= 150
+    await _ask(hass, "Light, soft in the office, please.")
+    assert hass.states.get("light.office_rgbw_lights").state == STATE_OFF
+    await _ask(hass, "Shot the kitchen window.")
+    assert await until(hass, {"cover.kitchen_window": "closed"}, 15)
+    assert not ollama.requests
+    from tests.ollama_double import Reply
+
+    ollama.script = [Reply(text="I can't do that.")]  # a request with no device: still the LLM's
+    assert _speech(await _ask(hass, "make the sauna hotter")) == "I can't do that."
+    assert hass.states.get("light.bed_light").attributes["brightness"] == 180  # nothing was brightened
+
+
 async def test_local_first_off_sends_everything_to_the_llm(hass: HomeAssistant, coda_server: Any,
                                                            ollama: Any) -> None:
     from tests.ollama_double import Reply
@@ -157,7 +189,8 @@ async def test_an_llm_timeout_says_so(hass: HomeAssistant, coda_server_factory: 
 
 async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_server: Any, ollama: Any) -> None:
     """The calls Qwen2.5-0.5B makes for "turn off the kitchen lights" and "switch on the entrance
-    lights" (an invented floor, a name half right, snake case), and "the lights" of an area."""
+    lights" (an invented floor, a name half right, snake case), "the lights" of an area, and an
+    area named as the device ("office" in the Office)."""
     from tests.ollama_double import Reply
 
     from .command_home import set_states, setup_home, until
@@ -165,13 +198,15 @@ async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_ser
     await setup_home(hass)
     await setup_coda(hass, coda_server, LLM_ONLY)
     await set_states(hass, {"light.kitchen_lights": STATE_ON, "light.entrance_color_white_lights": STATE_OFF,
-                            "light.ceiling_lights": STATE_ON, "light.living_room_rgbww_lights": STATE_ON})
+                            "light.ceiling_lights": STATE_ON, "light.living_room_rgbww_lights": STATE_ON,
+                            "light.office_rgbw_lights": STATE_OFF})
     ollama.script = [Reply(tool_calls=[("HassTurnOff", {"name": " kitchen light", "area": "Kitchen",
                                                         "floor": "Living Room", "domain": ["light"]})]),
                      Reply(tool_calls=[("HassTurnOn", {"name": "entrance_light", "area": "Living Room",
                                                        "floor": "Living Room", "domain": ["light"]})]),
                      Reply(tool_calls=[("HassTurnOff", {"name": "lights", "area": "living room",
                                                         "domain": ["light"]})]),
+                     Reply(tool_calls=[("HassTurnOn", {"name": "office", "area": "Office", "domain": ["light"]})]),
                      Reply(tool_calls=[("HassSetPosition", {"name": "living_room_window", "area": "Living Room",
                                                             "domain": ["light"], "position": 50})]),
                      Reply(text="Done.")]
@@ -180,5 +215,6 @@ async def test_a_small_models_arguments_are_mended(hass: HomeAssistant, coda_ser
     assert hass.states.get("light.entrance_color_white_lights").state == STATE_ON
     assert hass.states.get("light.ceiling_lights").state == STATE_OFF
     assert hass.states.get("light.living_room_rgbww_lights").state == STATE_OFF
+    assert hass.states.get("light.office_rgbw_lights").state == STATE_ON  # "office" in the Office: its lights
     assert hass.states.get("light.bed_light").state == STATE_OFF  # nothing else touched
     assert await until(hass, {"cover.living_room_window": {"current_position": 50}}, 15)  # its domain guessed wrong

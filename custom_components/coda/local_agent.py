@@ -1,6 +1,7 @@
-"""Home Assistant's own agent first (local first): its whole recognition (fuzzy matching on
-2026.2, the gazetteer fallback on 2026.10, the satellite's area) on a turn's words, in a
-conversation of its own so its records stay out of the caller's chat log."""
+"""Local first: Home Assistant's own agent (its whole recognition: fuzzy matching on 2026.2, the
+gazetteer fallback on 2026.10, the satellite's area) on a turn's words, in a conversation of its
+own so its records stay out of the caller's chat log, after the relative brightness it lacks
+(brightness_steps.py); then both on readings with a misheard command word (misheard.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,36 @@ from homeassistant.components import conversation
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import chat_session, intent
 
+from .brightness_steps import step_answer
+from .misheard import readings
+from .targets import area_names, exposed_names
+
 
 async def local_answer(
     hass: HomeAssistant, text: str, language: str, context: Context, conversation_id: str | None = None,
     device_id: str | None = None, satellite_id: str | None = None,
 ) -> intent.IntentResponse | None:
-    """Home Assistant's answer when its agent handled the turn on the home's devices (it acted on
-    them or reported on them); None when the turn is for the LLM. Answers without a device —
-    the time, timers, a greeting — go to the LLM too, which has the same intents as tools:
-    Home Assistant 2026.2's fuzzy matching also answers unrelated sentences ("my name is Ada")
-    with the time."""
+    """The local answer when one handled the turn on the home's devices (acted on them or
+    reported on them); None when the turn is for the LLM. Answers without a device — the time,
+    timers, a greeting — go to the LLM too, which has the same intents as tools: Home Assistant
+    2026.2's fuzzy matching also answers unrelated sentences ("my name is Ada") with the time."""
+    tried = [text]
+    if language.lower().startswith("en"):
+        tried += readings(text, [*exposed_names(hass), *area_names(hass)])
+    for words in tried:  # the steps first: 2026.2's fuzzy matching takes "turn up the lights" for "on"
+        response = await step_answer(hass, words, language, context, device_id)
+        if response is None:
+            response = await _agent_answer(hass, words, language, context, conversation_id, device_id, satellite_id)
+        if response is not None:
+            return response
+    return None
+
+
+async def _agent_answer(
+    hass: HomeAssistant, text: str, language: str, context: Context, conversation_id: str | None,
+    device_id: str | None, satellite_id: str | None,
+) -> intent.IntentResponse | None:
+    """Home Assistant's agent's answer when it handled `text` on devices."""
     session = chat_session.current_session.get()
     try:
         result = await conversation.async_converse(

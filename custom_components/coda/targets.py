@@ -30,20 +30,25 @@ def _domains(arguments: dict[str, Any]) -> list[str] | None:
     return [d for d in domains if isinstance(d, str)] or None if isinstance(domains, list) else None
 
 
-def exposed_names(hass: HomeAssistant, domains: list[str] | None = None) -> list[str]:
-    """Names and aliases of the entities exposed to conversation agents (in `domains`)."""
+def exposed_entities(hass: HomeAssistant, domains: list[str] | None = None) -> dict[str, list[str]]:
+    """The entities exposed to conversation agents (in `domains`): entity id -> name and aliases."""
     registry = er.async_get(hass)
-    names: list[str] = []
+    entities: dict[str, list[str]] = {}
     for state in hass.states.async_all(domains):
         if not async_should_expose(hass, conversation.DOMAIN, state.entity_id):
             continue
-        names.append(state.name)
+        names = entities[state.entity_id] = [state.name]
         if (entry := registry.async_get(state.entity_id)) is not None:
             names += [alias for alias in entry.aliases if isinstance(alias, str)]
-    return names
+    return entities
 
 
-def _closest(wanted: str, candidates: Iterable[str], cutoff: float) -> str | None:
+def exposed_names(hass: HomeAssistant, domains: list[str] | None = None) -> list[str]:
+    """Names and aliases of the entities exposed to conversation agents (in `domains`)."""
+    return [name for names in exposed_entities(hass, domains).values() for name in names]
+
+
+def closest(wanted: str, candidates: Iterable[str], cutoff: float) -> str | None:
     """The candidate `wanted` stands for: the same words in any case, else the closest one."""
     by_lower = {candidate.lower(): candidate for candidate in candidates}
     key = " ".join(wanted.replace("_", " ").lower().split())
@@ -66,8 +71,8 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
     """A call's target constraints as this home knows them: a name close to an exposed name
     becomes that name (and the call then targets that device alone, whatever area, floor or
     device classes the model guessed); an area or floor that names none here is dropped; a
-    "name" that is an area's becomes the area; a name that is the call's domain ("lights") next to
-    an area means that area's devices."""
+    "name" that is an area's becomes the area; a name that is the call's domain ("lights") or the
+    area itself next to an area, in a domain, means that area's devices of the domain."""
     if not {"name", "area", "floor"} & arguments.keys():
         return arguments
     mended = dict(arguments)
@@ -75,26 +80,28 @@ def mended_arguments(hass: HomeAssistant, arguments: dict[str, Any]) -> dict[str
     floors = _places(fr.async_get(hass).async_list_floors())
     for key, places in (("area", areas), ("floor", floors)):
         if isinstance(mended.get(key), str):
-            place = _closest(mended[key], places, PLACE_CUTOFF)
+            place = closest(mended[key], places, PLACE_CUTOFF)
             if place is None:
                 del mended[key]
             else:
                 mended[key] = place
     name = mended.get("name")
     if isinstance(name, str) and name.strip():
-        device = _closest(name, exposed_names(hass, _domains(mended)), NAME_CUTOFF)
-        if device is None and _domains(mended) and (device := _closest(name, exposed_names(hass), SURE_CUTOFF)):
+        device = closest(name, exposed_names(hass, _domains(mended)), NAME_CUTOFF)
+        if device is None and _domains(mended) and (device := closest(name, exposed_names(hass), SURE_CUTOFF)):
             mended.pop("domain")  # the device is plainly named, the model guessed its domain wrong
         if device is not None:
             mended["name"] = device
             for constraint in ("area", "floor", "device_class"):  # a device named needs no other filter
                 mended.pop(constraint, None)
-        elif "area" not in mended and (area := _closest(name, areas, PLACE_CUTOFF)) is not None:
+        elif "area" not in mended and (area := closest(name, areas, PLACE_CUTOFF)) is not None:
             del mended["name"]
             mended["area"] = area
-        elif "area" in mended and name.strip().lower().removesuffix("s") in (_domains(mended) or []):
-            del mended["name"]  # "the lights" of an area: the area's (a name that matches nothing stays:
-            # the model may have invented the area too, and the call must not act on a whole room)
+        elif "area" in mended and (domains := _domains(mended)) and (
+                name.strip().lower().removesuffix("s") in domains or closest(name, [mended["area"]], PLACE_CUTOFF)):
+            del mended["name"]  # "the lights" of an area, or the area named twice: the area's lights
+            # (a name that matches nothing stays: the model may have invented the area too, and the
+            # call must not act on a whole room)
     return mended
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..events import EventBus, TimerRang
-from ..llm.base import ToolCall, offered_name, tool_name, tool_schema
+from ..llm.base import ToolCall, bare_name, offered_name, tool_name, tool_schema
 
 
 class ToolManager(Protocol):
@@ -121,6 +121,7 @@ class _TurnTools:
         return await self._tools.call(name, arguments, self._conversation_id)
 
 
+BRIGHTNESS_KEYS = ("brightness", "brightness_pct", "percentage")  # how small models write a light's level
 MAX_ENUM = 8  # longer lists of allowed values are left out of the schema the LLM reads
 
 
@@ -178,11 +179,27 @@ class Toolbox:
     def _mend(self, call: ToolCall) -> None:
         """What small models get wrong about a call, mended in place (the history then shows the
         call as it ran): a name without its prefix (`HassTurnOn` for Home Assistant 2026.10's
-        `intent__HassTurnOn`), arguments the tool does not declare (which its schema refuses)."""
+        `intent__HassTurnOn`), "turn on" a light with a brightness (which Home Assistant's
+        `HassLightSet` sets), arguments the tool does not declare (which its schema refuses)."""
         call.name = offered_name(call.name, self._owner)
+        self._brightness_is_set(call)
         declared = self._parameters.get(call.name)
         if declared is not None:
             call.arguments = {k: v for k, v in call.arguments.items() if k in declared}
+
+    def _brightness_is_set(self, call: ToolCall) -> None:
+        """`HassTurnOn` on lights with a brightness (or a fan's `percentage`, copied from the
+        wrong tool) for "dim the office lights to 20 %": the light set to it by `HassLightSet`."""
+        domains = call.arguments.get("domain")
+        lights = domains in ("light", ["light"])
+        level = next((call.arguments[key] for key in BRIGHTNESS_KEYS if key in call.arguments), None)
+        light_set = offered_name("HassLightSet", self._owner)
+        if (bare_name(call.name) != "HassTurnOn" or not lights or light_set not in self._owner
+                or not isinstance(level, int | float) or isinstance(level, bool) or not 0 <= level <= 100):
+            return
+        call.name = light_set
+        call.arguments = {**{k: v for k, v in call.arguments.items() if k not in BRIGHTNESS_KEYS},
+                          "brightness": round(level)}
 
     async def call(self, call: ToolCall) -> tuple[Any, str | None]:
         """(result, error): errors are returned, not raised, so the LLM can react to them."""
