@@ -6,18 +6,22 @@ such a light on instead)."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from homeassistant.components.light import ATTR_BRIGHTNESS_STEP_PCT
 from homeassistant.components.light import DOMAIN as LIGHT_DOMAIN
 from homeassistant.const import ATTR_ENTITY_ID, SERVICE_TURN_ON
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import area_registry as ar
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import intent
 
 from .targets import NAME_CUTOFF, PLACE_CUTOFF, closest, exposed_entities
+
+_LOGGER = logging.getLogger(__name__)
 
 STEP_PCT = 20  # brightness points per step; "a little" / "a bit" is half, "a lot" double
 _UP = {"brighter", "lighter", "up", "brighten", "turn up", "raise"}
@@ -50,10 +54,14 @@ async def step_answer(hass: HomeAssistant, text: str, language: str, context: Co
             return None
         way, much = match["way"], match["much"]
         step = STEP_PCT * (0.5 if much in ("little", "bit") else 2 if much == "lot" else 1)
-        await hass.services.async_call(
-            LIGHT_DOMAIN, SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: list(lights), ATTR_BRIGHTNESS_STEP_PCT: step if way in _UP else -step},
-            blocking=True, context=context)
+        try:
+            await hass.services.async_call(
+                LIGHT_DOMAIN, SERVICE_TURN_ON,
+                {ATTR_ENTITY_ID: list(lights), ATTR_BRIGHTNESS_STEP_PCT: step if way in _UP else -step},
+                blocking=True, context=context)
+        except HomeAssistantError as err:  # the lights refused: the turn is the LLM's, which can say so
+            _LOGGER.warning("Could not step the brightness of %s: %s", ", ".join(lights), err)
+            return None
         response = intent.IntentResponse(language=language)
         response.async_set_results(success_results=[
             intent.IntentResponseTarget(type=intent.IntentResponseTargetType.ENTITY, name=name, id=entity_id)
