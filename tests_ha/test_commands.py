@@ -11,13 +11,14 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.components import conversation
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import intent
 
 from .common import LLM_ONLY, setup_coda, setup_demo_lights, wait_for
 
 AGENT = "conversation.coda_voice"
+FUZZY_AGENT = (MAJOR_VERSION, MINOR_VERSION) < (2026, 10)  # Home Assistant's agent matches loosely
 ECHO = '{"speech": {}, "response_type": "action_done", "data": {"success": [{"name": "Bed Light"}], "failed": []}}'
 
 
@@ -64,13 +65,15 @@ async def test_brighter_dimmer_and_a_misheard_command_word_are_local(
 ) -> None:
     """What Home Assistant's agent lacks or misses, handled before the LLM: relative brightness
     (it hears "turn up" as a volume command), and a command word a small recogniser misheard
-    ("Shot", "Toned", "Light, soft in ..."): the LLM is never asked."""
+    ("Shot", "Toned", "Light, soft in ...", "sound" for "down"), and a light named with a level
+    after a lost verb: the LLM is never asked."""
     from .command_home import set_states, setup_home, until
 
     await setup_home(hass)
     await setup_coda(hass, coda_server)
     await set_states(hass, {"light.office_rgbw_lights": STATE_ON, "light.kitchen_lights": STATE_ON,
-                            "light.bed_light": STATE_ON, "cover.kitchen_window": "open"})  # at brightness 180
+                            "light.bed_light": STATE_ON, "light.living_room_rgbww_lights": STATE_ON,
+                            "cover.kitchen_window": "open"})  # at brightness 180
     result = await _ask(hass, "Turn up the office lights.")
     assert _speech(result) == "Brightened Office Lights"
     assert hass.states.get("light.office_rgbw_lights").attributes["brightness"] > 180
@@ -81,14 +84,20 @@ async def test_brighter_dimmer_and_a_misheard_command_word_are_local(
     assert 90 <= hass.states.get("light.bed_light").attributes["hs_color"][0] <= 150
     await _ask(hass, "Light, soft in the office, please.")
     assert hass.states.get("light.office_rgbw_lights").state == STATE_OFF
+    if not FUZZY_AGENT:  # 2026.2's fuzzy matching takes these itself (it turned the office lights off)
+        await _ask(hass, "Then the office lights are 20%")  # "dim" lost: a light and a level
+        assert await until(hass, {"light.office_rgbw_lights": {"brightness_pct": 20}}, 1)
+        await _ask(hass, "Turn the living room light sound.")  # "down", its first consonant misheard
+        assert hass.states.get("light.living_room_rgbww_lights").attributes["brightness"] < 180
     await _ask(hass, "Shot the kitchen window.")
     assert await until(hass, {"cover.kitchen_window": "closed"}, 15)
     assert not ollama.requests
     from tests.ollama_double import Reply
 
-    ollama.script = [Reply(text="I can't do that.")]  # a request with no device: still the LLM's
-    assert _speech(await _ask(hass, "make the sauna hotter")) == "I can't do that."
-    assert hass.states.get("light.bed_light").attributes["brightness"] == 180  # nothing was brightened
+    ollama.script = [Reply(text="I can't do that."), Reply(text="It is at 20 percent.")]
+    assert _speech(await _ask(hass, "make the sauna hotter")) == "I can't do that."  # no device: the LLM's
+    await _ask(hass, "is the bed light at 50%")  # a question (Home Assistant's or the LLM's), not a level
+    assert hass.states.get("light.bed_light").attributes["brightness"] == 180  # nothing was set
 
 
 async def test_local_first_off_sends_everything_to_the_llm(hass: HomeAssistant, coda_server: Any,

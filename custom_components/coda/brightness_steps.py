@@ -1,15 +1,16 @@
-"""Brighter and dimmer: the relative brightness Home Assistant's own agent lacks ("make the bed
-light brighter", "turn up the office lights", "dim the kitchen lights a little" — it sets an
-absolute brightness only, and hears "turn up" as a volume command). English sentences, matched
-here after its agent, on exposed lights only, before a turn goes to the LLM (a small model turns
-such a light on instead)."""
+"""Brightness as people say it and Home Assistant's own agent does not take: relative ("make the
+bed light brighter", "turn up the office lights", "dim the kitchen lights a little" — it sets an
+absolute brightness only, and hears "turn up" as a volume command), and a light named with a
+level but no command it understood ("the office lights to 20 %"). English sentences, on exposed
+lights only, before a turn goes to the LLM (a small model turns such a light on instead)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
-from homeassistant.components.light import ATTR_BRIGHTNESS_STEP_PCT
+from homeassistant.components.light import ATTR_BRIGHTNESS_PCT, ATTR_BRIGHTNESS_STEP_PCT
 from homeassistant.components.light import DOMAIN as LIGHT_DOMAIN
 from homeassistant.const import ATTR_ENTITY_ID, SERVICE_TURN_ON
 from homeassistant.core import Context, HomeAssistant
@@ -32,6 +33,8 @@ _SENTENCES = (
                r"(?P<way>brighter|lighter|dimmer|darker|up|down)" + _HOW_MUCH + "$"),
     re.compile(_POLITE + r"(?P<way>brighten|dim|turn up|turn down|raise|lower)\s+(?P<target>.+?)" + _HOW_MUCH + "$"),
 )
+_LEVEL = re.compile(r"(?P<head>.+?)\s+(?:(?:to|at|are|is|on)\s+)?(?P<level>\d{1,3})(?:\s*%|\s+percent)(?:\s+please)?")
+_QUESTION = frozenset({"is", "are", "what", "how", "which", "why", "when", "does", "do", "was", "were", "not"})
 _LIGHTS = re.compile(r"^(?:the\s+|my\s+)?(?:(?P<before>.*?)\s+)?(?:lights?|lamps?)(?:\s+in\s+(?:the\s+)?(?P<after>.+))?$")
 
 
@@ -49,26 +52,48 @@ async def step_answer(hass: HomeAssistant, text: str, language: str, context: Co
     for sentence in _SENTENCES:
         if (match := sentence.fullmatch(words_of(text))) is None:
             continue
-        lights = _lights(hass, match["target"], device_id)
-        if not lights:
-            return None
         way, much = match["way"], match["much"]
         step = STEP_PCT * (0.5 if much in ("little", "bit") else 2 if much == "lot" else 1)
-        try:
-            await hass.services.async_call(
-                LIGHT_DOMAIN, SERVICE_TURN_ON,
-                {ATTR_ENTITY_ID: list(lights), ATTR_BRIGHTNESS_STEP_PCT: step if way in _UP else -step},
-                blocking=True, context=context)
-        except HomeAssistantError as err:  # the lights refused: the turn is the LLM's, which can say so
-            _LOGGER.warning("Could not step the brightness of %s: %s", ", ".join(lights), err)
-            return None
-        response = intent.IntentResponse(language=language)
-        response.async_set_results(success_results=[
-            intent.IntentResponseTarget(type=intent.IntentResponseTargetType.ENTITY, name=name, id=entity_id)
-            for entity_id, name in lights.items()])
-        response.async_set_speech(("Brightened " if way in _UP else "Dimmed ") + " and ".join(lights.values()))
-        return response
+        lights = _lights(hass, match["target"], device_id)
+        return await _set(hass, lights, {ATTR_BRIGHTNESS_STEP_PCT: step if way in _UP else -step}, context,
+                          language, ("Brightened " if way in _UP else "Dimmed ") + " and ".join(lights.values()))
     return None
+
+
+async def level_answer(hass: HomeAssistant, text: str, language: str, context: Context,
+                       device_id: str | None = None) -> intent.IntentResponse | None:
+    """A light named with a level and no command Home Assistant's agent understood ("the office
+    lights to 20 %", "Then the office lights are 20 %" for "dim ..."): that light at that level.
+    Not a question ("is the office light at 20 %")."""
+    if not language.lower().startswith("en") or (match := _LEVEL.fullmatch(words_of(text))) is None:
+        return None
+    head, level = match["head"].split(), int(match["level"])
+    if head[0] in _QUESTION or level > 100:
+        return None
+    for words in (head, head[1:]):  # the named lights, after a word misheard in place of a verb
+        if words and (lights := _lights(hass, " ".join(words), device_id)):
+            return await _set(hass, lights, {ATTR_BRIGHTNESS_PCT: level}, context, language,
+                              f"Set {' and '.join(lights.values())} to {level}%")
+    return None
+
+
+async def _set(hass: HomeAssistant, lights: dict[str, str], data: dict[str, Any], context: Context,
+               language: str, speech: str) -> intent.IntentResponse | None:
+    """Turn `lights` on with `data`; the answer, or None when there are none or they refused."""
+    if not lights:
+        return None
+    try:
+        await hass.services.async_call(LIGHT_DOMAIN, SERVICE_TURN_ON, {ATTR_ENTITY_ID: list(lights), **data},
+                                       blocking=True, context=context)
+    except HomeAssistantError as err:  # the lights refused: the turn is the LLM's, which can say so
+        _LOGGER.warning("Could not set the brightness of %s: %s", ", ".join(lights), err)
+        return None
+    response = intent.IntentResponse(language=language)
+    response.async_set_results(success_results=[
+        intent.IntentResponseTarget(type=intent.IntentResponseTargetType.ENTITY, name=name, id=entity_id)
+        for entity_id, name in lights.items()])
+    response.async_set_speech(speech)
+    return response
 
 
 def _lights(hass: HomeAssistant, target: str, device_id: str | None) -> dict[str, str]:

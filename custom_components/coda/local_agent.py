@@ -1,7 +1,8 @@
 """Local first: Home Assistant's own agent (its whole recognition: fuzzy matching on 2026.2, the
 gazetteer fallback on 2026.10, the satellite's area) on a turn's words, in a conversation of its
-own so its records stay out of the caller's chat log, after the relative brightness it lacks
-(brightness_steps.py); then both on readings with a misheard command word (misheard.py)."""
+own so its records stay out of the caller's chat log, after the relative brightness it lacks and
+before a light's level without a command it understood (brightness_steps.py); then all three on
+readings with a misheard command word (misheard.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from homeassistant.components import conversation
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import chat_session, intent
 
-from .brightness_steps import step_answer
+from .brightness_steps import level_answer, step_answer
 from .misheard import readings
 from .targets import area_names, exposed_names
 
@@ -29,6 +30,8 @@ async def local_answer(
         response = await step_answer(hass, words, language, context, device_id)
         if response is None:
             response = await _agent_answer(hass, words, language, context, conversation_id, device_id, satellite_id)
+        if response is None:
+            response = await level_answer(hass, words, language, context, device_id)
         if response is not None:
             return response
     return None

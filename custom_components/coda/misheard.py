@@ -15,13 +15,14 @@ COMMAND_WORDS = {
     "turn": "turn", "turned": "turn", "turning": "turn", "switch": "switch", "switched": "switch",
     "set": "set", "dim": "dim", "dimmed": "dim", "brighten": "brighten", "open": "open", "close": "close",
     "shut": "shut", "lower": "lower", "raise": "raise", "make": "make", "making": "make", "off": "off",
-    "brighter": "brighter", "dimmer": "dimmer",
+    "down": "down", "brighter": "brighter", "dimmer": "dimmer",
 }
 # words never taken for another: those of a request that are not its command
 KEPT = frozenset({
     "the", "and", "you", "can", "could", "would", "want", "are", "all", "for", "with", "this", "that",
-    "some", "bit", "little", "lot", "please", "percent", "down", "what", "how", "light", "lights"})
+    "some", "bit", "little", "lot", "please", "percent", "what", "how", "light", "lights"})
 CUTOFF = 0.55  # how alike a heard word and a command word must be written
+RHYME_CUTOFF = 0.8  # how alike their rhymes must be ("sound" and "down": a first consonant misheard)
 MIN_LETTERS = 3  # shorter words ("in", "on", "up") are left as heard
 MAX_READINGS = 6  # readings tried per turn, closest first
 
@@ -48,8 +49,22 @@ def readings(text: str, home_words: Iterable[str]) -> list[str]:
 
 
 def _alike(word: str) -> Iterator[tuple[float, str]]:
+    """The command words `word` may stand for, and how alike: written alike, or rhyming."""
     if word in COMMAND_WORDS:  # another form of a command word: the word itself
         yield 1.0, COMMAND_WORDS[word]
         return
-    for written in difflib.get_close_matches(word, COMMAND_WORDS, n=2, cutoff=CUTOFF):
-        yield difflib.SequenceMatcher(None, word, written).ratio(), COMMAND_WORDS[written]
+    written = set(difflib.get_close_matches(word, COMMAND_WORDS, n=2, cutoff=CUTOFF))
+    for other in written:
+        yield difflib.SequenceMatcher(None, word, other).ratio(), COMMAND_WORDS[other]
+    rhyme = _rhyme(word)
+    for other in COMMAND_WORDS:
+        if other not in written and len(rhyme) >= MIN_LETTERS and _rhyme(other) != other:
+            score = difflib.SequenceMatcher(None, rhyme, _rhyme(other)).ratio()
+            if score >= RHYME_CUTOFF:
+                yield score * CUTOFF, COMMAND_WORDS[other]  # after the words written alike
+
+
+def _rhyme(word: str) -> str:
+    """A word from its first vowel on, "ow" spelled "ou" ("sound" -> "ound", "down" -> "oun")."""
+    start = next((i for i, letter in enumerate(word) if letter in "aeiouy"), 0)
+    return word[start:].replace("ow", "ou")
