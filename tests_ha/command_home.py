@@ -4,6 +4,7 @@ areas, starting states set through services, and the scoring of a turn by entity
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
@@ -91,24 +92,26 @@ def holds(hass: HomeAssistant, entity_id: str, wanted: Any) -> bool:
     return True
 
 
-async def until(hass: HomeAssistant, expect: Expect, seconds: float) -> bool:
-    """Whether `expect` holds within `seconds` (covers take time to move)."""
+async def _within(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether `condition` holds within `seconds`."""
     deadline = asyncio.get_running_loop().time() + seconds
-    while not all(holds(hass, entity_id, wanted) for entity_id, wanted in expect.items()):
+    while not condition():
         if asyncio.get_running_loop().time() > deadline:
             return False
         await asyncio.sleep(0.1)
     return True
 
 
+async def until(hass: HomeAssistant, expect: Expect, seconds: float) -> bool:
+    """Whether `expect` holds within `seconds` (covers take time to move)."""
+    return await _within(lambda: all(holds(hass, entity_id, wanted) for entity_id, wanted in expect.items()), seconds)
+
+
 async def at_rest(hass: HomeAssistant) -> None:
     """Wait (up to SETTLE_SECONDS) for the covers an earlier command set moving to stop, so a
     question's "nothing changed" is not a cover still on its way."""
-    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
-    while any(s.state in ("opening", "closing") for s in hass.states.async_all("cover")):
-        if asyncio.get_running_loop().time() > deadline:
-            return
-        await asyncio.sleep(0.1)
+    await _within(lambda: not any(s.state in ("opening", "closing") for s in hass.states.async_all("cover")),
+                  SETTLE_SECONDS)
 
 
 def snapshot(hass: HomeAssistant) -> dict[str, tuple[str, Any, Any, Any]]:

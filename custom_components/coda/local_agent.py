@@ -23,18 +23,29 @@ async def local_answer(
     reported on them); None when the turn is for the LLM. Answers without a device — the time,
     timers, a greeting — go to the LLM too, which has the same intents as tools: Home Assistant
     2026.2's fuzzy matching also answers unrelated sentences ("my name is Ada") with the time."""
-    tried = [text]
-    if language.lower().startswith("en"):
-        tried += readings(text, [*exposed_names(hass), *area_names(hass)])
-    for words in tried:  # the steps first: 2026.2's fuzzy matching takes "turn up the lights" for "on"
-        response = await step_answer(hass, words, language, context, device_id)
-        if response is None:
-            response = await _agent_answer(hass, words, language, context, conversation_id, device_id, satellite_id)
-        if response is None:
-            response = await level_answer(hass, words, language, context, device_id)
-        if response is not None:
+    english = language.lower().startswith("en")  # the steps and the readings read English
+    if (response := await _handled(hass, text, english, language, context, conversation_id, device_id,
+                                   satellite_id)) is not None or not english:
+        return response
+    for words in readings(text, [*exposed_names(hass), *area_names(hass)]):  # only once the words as heard failed
+        if (response := await _handled(hass, words, english, language, context, conversation_id, device_id,
+                                       satellite_id)) is not None:
             return response
     return None
+
+
+async def _handled(
+    hass: HomeAssistant, words: str, english: bool, language: str, context: Context, conversation_id: str | None,
+    device_id: str | None, satellite_id: str | None,
+) -> intent.IntentResponse | None:
+    """The first local answer that handled `words`: the steps first (2026.2's fuzzy matching
+    takes "turn up the lights" for "on"), Home Assistant's agent, then a light's level."""
+    if english and (response := await step_answer(hass, words, language, context, device_id)) is not None:
+        return response
+    response = await _agent_answer(hass, words, language, context, conversation_id, device_id, satellite_id)
+    if response is None and english:
+        response = await level_answer(hass, words, language, context, device_id)
+    return response
 
 
 async def _agent_answer(
