@@ -220,3 +220,37 @@ def test_the_vocabulary_prompt_names_the_homes_devices_in_prose() -> None:
     vocabulary.forget("home-1")
     vocabulary.forget("home-2")
     assert vocabulary.prompt() is None
+
+
+async def test_sentences_are_read_against_a_recent_utterance(cpu_server: ServerProcess, tmp_path: Path) -> None:
+    """`POST /api/heard`: Whisper reads a client's sentences against the audio it transcribed
+    (espeak's Caribbean voice, which tiny.en mishears without the home's words): the sentence said
+    scores near the transcript and far above another command; an utterance it did not hear, a
+    malformed or oversized request and a missing token are refused, and the server goes on."""
+    import aiohttp
+
+    speech = make_speech(tmp_path / "hall.wav", "close the hall window", voice="en-029", speed=155)
+    async with cpu_server.client() as client:
+        heard = (await transcribe(client, speech)).text
+    url = f"http://127.0.0.1:{cpu_server.http_port}/api/heard"
+    auth = {"Authorization": f"Bearer {cpu_server.token}"}
+    said, other = "Close the hall window.", "Turn on the kitchen lights."
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.post(url, json={"heard": f" {heard.upper()} ", "sentences": [said, other]}) as response:
+            assert response.status == 200, await response.text()
+            scores = await response.json()
+        heard_score, (said_score, other_score) = scores["heard"], scores["sentences"]
+        assert heard_score - said_score < 1.5 < heard_score - other_score, scores  # per token, in nats
+        for body, status, code in (({"heard": "open the pod bay doors", "sentences": [said]}, 404, "not_heard"),
+                                   ({"heard": heard, "sentences": []}, 400, "bad_request"),
+                                   ({"heard": heard, "sentences": [said] * 17}, 400, "bad_request"),
+                                   ({"heard": heard, "sentences": [said], "language": "en; rm"}, 400, "bad_request"),
+                                   ({"heard": heard, "sentences": ["x" * 20000]}, 413, "too_large")):
+            async with http.post(url, json=body) as response:
+                assert (response.status, (await response.json())["code"]) == (status, code), body
+        async with http.post(url, data=b"not json") as response:
+            assert response.status == 400
+    async with aiohttp.ClientSession() as http, http.post(url, json={"heard": heard, "sentences": [said]}) as response:
+        assert response.status == 401
+    async with cpu_server.client() as client:
+        assert (await transcribe(client, speech)).text == heard  # still serving

@@ -28,7 +28,7 @@ OPEN = {"/healthz", "/", "/api/challenge?nonce=0123456789abcdef0123"}
 ROUTES = [  # (method, path): every route of the side port
     ("GET", "/healthz"), ("GET", "/"), ("GET", "/api/challenge?nonce=0123456789abcdef0123"),
     ("GET", "/api/analytics"), ("GET", "/metrics"), ("GET", "/api/memory"), ("GET", "/api/memory/household"),
-    ("DELETE", "/api/memory/household/1"), ("DELETE", "/api/memory/household"),
+    ("DELETE", "/api/memory/household/1"), ("DELETE", "/api/memory/household"), ("POST", "/api/heard"),
 ]
 SOCKETS = ["/api/events?metrics_interval=0", "/api/home", "/api/duplex?format=pcm"]
 EVIL = "http://evil.example"
@@ -257,3 +257,12 @@ async def test_duplex_and_events_inputs_are_bounded(plain_server: ServerProcess)
         for bad in ("nan", "-1", "inf", "x"):
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await http.ws_connect(f"http://127.0.0.1:{server.http_port}/api/events?metrics_interval={bad}")
+
+
+async def test_sentences_are_not_read_by_a_recogniser_that_keeps_no_audio(plain_server: ServerProcess) -> None:
+    """Kyutai STT keeps no utterance audio: `POST /api/heard` says so (the integration's local
+    step then leaves the turn to the LLM)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {plain_server.token}"}) as http, http.post(
+            f"http://127.0.0.1:{plain_server.http_port}/api/heard",
+            json={"heard": "turn on the kitchen lights", "sentences": ["Turn on the kitchen lights."]}) as response:
+        assert (response.status, (await response.json())["code"]) == (501, "not_supported")

@@ -23,66 +23,22 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from homeassistant.components import assist_pipeline
-from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 
 from tests.speech import make_speech
 
 from .command_corpus import COMMANDS, QUESTIONS, Command, Question
-from .command_home import SETTLE_SECONDS, at_rest, bad_speech, set_states, setup_home, snapshot, until
-from .common import satellite_audio, setup_coda, wyoming_engines
+from .command_home import SETTLE_SECONDS, at_rest, bad_speech, pipeline, set_states, setup_home, snapshot, turn, until
+from .common import setup_coda, wyoming_engines
 
 CODA, LOCAL = "conversation.coda_voice", "conversation.home_assistant"
 LIMIT = int(os.environ.get("CODA_BENCH_COMMANDS", "0")) or None
 CODA_ROW = "Coda (local first)"
 LOCAL_ROW = "Home Assistant's local agent"
 LINK_SECONDS = 3.0  # for a reloaded entry's home link to hand the server the home's words
-RATE, CHUNK = 16000, 3200
-
-
-async def _audio(path: Path) -> AsyncIterator[bytes]:
-    data = path.read_bytes()[44:]
-    for offset in range(0, len(data), CHUNK):
-        yield data[offset:offset + CHUNK]
-
-
-async def _pipeline(hass: HomeAssistant, engines: tuple[str | None, str | None], agent: str, name: str) -> str:
-    pipeline = await assist_pipeline.async_create_default_pipeline(hass, stt_engine_id=engines[0],
-                                                                   tts_engine_id=engines[1], pipeline_name=name)
-    assert pipeline is not None
-    await assist_pipeline.async_update_pipeline(hass, pipeline, conversation_engine=agent)
-    return pipeline.id
-
-
-async def turn(hass: HomeAssistant, pipeline_id: str, wav: Path) -> dict[str, Any]:
-    """One spoken turn, speech to text to answer: transcript, answer, seconds from the transcript
-    to the answer."""
-    marks: dict[str, Any] = {}
-
-    def seen(event: PipelineEvent) -> None:
-        if event.type is PipelineEventType.STT_END:
-            marks["transcript"], marks["heard_at"] = event.data["stt_output"]["text"], time.monotonic()
-        elif event.type is PipelineEventType.INTENT_END:
-            marks["answer_at"] = time.monotonic()
-            marks["answer"] = event.data["intent_output"]["response"]["speech"]["plain"]["speech"]
-        elif event.type is PipelineEventType.ERROR:
-            marks["error"] = event.data
-
-    await assist_pipeline.async_pipeline_from_audio_stream(
-        hass, context=Context(), event_callback=seen, pipeline_id=pipeline_id, stt_metadata=satellite_audio(),
-        stt_stream=_audio(wav), end_stage=PipelineStage.INTENT,
-    )
-    if "answer_at" not in marks:
-        return {"transcript": marks.get("transcript", ""), "answer": f"(pipeline error {marks.get('error')})",
-                "seconds": float("nan")}
-    return {"transcript": marks["transcript"], "answer": marks["answer"],
-            "seconds": marks["answer_at"] - marks["heard_at"]}
 
 
 def _routes(server: Any) -> dict[str, int]:
@@ -135,8 +91,8 @@ async def test_spoken_commands(hass: HomeAssistant, coda_server_factory: Any, cp
                                    speed=item.speed) for i, item in enumerate([*commands, *questions])}
     entry = await setup_coda(hass, server)
     engines = await wyoming_engines(hass, server.port)
-    coda = await _pipeline(hass, engines, CODA, "coda")
-    local = await _pipeline(hass, engines, LOCAL, "local")
+    coda = await pipeline(hass, engines, CODA, "coda")
+    local = await pipeline(hass, engines, LOCAL, "local")
     rows: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     prompts: dict[str, dict[str, Any]] = {}
     for label, pipeline_id, local_first in ((CODA_ROW, coda, True), (LOCAL_ROW, local, True),

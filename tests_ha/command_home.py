@@ -1,23 +1,30 @@
 """The home of the command corpus in a real Home Assistant: the demo platforms renamed and put in
-areas, starting states set through services, and the scoring of a turn by entity states."""
+areas, starting states set through services, spoken turns through an Assist pipeline, and the
+scoring of a turn by entity states."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from homeassistant.components import assist_pipeline
+from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.components.light import ATTR_SUPPORTED_COLOR_MODES, ColorMode
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import area_registry as ar
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .command_corpus import HOME, Expect
+from .common import satellite_audio
 
+CHUNK = 3200  # bytes of 16 kHz audio a satellite sends at once (100 ms)
 PLATFORMS = [Platform.LIGHT, Platform.COVER, Platform.SWITCH, Platform.FAN]
 SETTLE_SECONDS = 15.0  # demo covers move 10 % a second
 HUE_TOLERANCE = 25
@@ -130,3 +137,44 @@ def bad_speech(speech: str) -> str | None:
     if "cannot be reached" in speech:
         return "server cannot be reached"
     return None
+
+
+async def _audio(path: Path) -> AsyncIterator[bytes]:
+    """A 16 kHz WAV's samples as a satellite streams them."""
+    data = path.read_bytes()[44:]
+    for offset in range(0, len(data), CHUNK):
+        yield data[offset:offset + CHUNK]
+
+
+async def pipeline(hass: HomeAssistant, engines: tuple[str | None, str | None], agent: str, name: str) -> str:
+    """An Assist pipeline of the STT and TTS `engines` and the conversation `agent`; its id."""
+    created = await assist_pipeline.async_create_default_pipeline(hass, stt_engine_id=engines[0],
+                                                                  tts_engine_id=engines[1], pipeline_name=name)
+    assert created is not None
+    await assist_pipeline.async_update_pipeline(hass, created, conversation_engine=agent)
+    return created.id
+
+
+async def turn(hass: HomeAssistant, pipeline_id: str, wav: Path) -> dict[str, Any]:
+    """One spoken turn, speech to text to answer: transcript, answer, seconds from the transcript
+    to the answer."""
+    marks: dict[str, Any] = {}
+
+    def seen(event: PipelineEvent) -> None:
+        if event.type is PipelineEventType.STT_END:
+            marks["transcript"], marks["heard_at"] = event.data["stt_output"]["text"], time.monotonic()
+        elif event.type is PipelineEventType.INTENT_END:
+            marks["answer_at"] = time.monotonic()
+            marks["answer"] = event.data["intent_output"]["response"]["speech"]["plain"]["speech"]
+        elif event.type is PipelineEventType.ERROR:
+            marks["error"] = event.data
+
+    await assist_pipeline.async_pipeline_from_audio_stream(
+        hass, context=Context(), event_callback=seen, pipeline_id=pipeline_id, stt_metadata=satellite_audio(),
+        stt_stream=_audio(wav), end_stage=PipelineStage.INTENT,
+    )
+    if "answer_at" not in marks:
+        return {"transcript": marks.get("transcript", ""), "answer": f"(pipeline error {marks.get('error')})",
+                "seconds": float("nan")}
+    return {"transcript": marks["transcript"], "answer": marks["answer"],
+            "seconds": marks["answer_at"] - marks["heard_at"]}

@@ -152,12 +152,13 @@ class CodaClient:
     async def _get(self, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
         return await self._request("GET", path, allow=allow)
 
-    async def _request(self, method: str, path: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
-        """A side-port JSON request; statuses in `allow` are answered like successes (the
-        server's JSON says what happened)."""
+    async def _request(self, method: str, path: str, *, allow: tuple[int, ...] = (),
+                       body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A side-port JSON request (with a JSON `body`); statuses in `allow` are answered like
+        successes (the server's JSON says what happened)."""
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT), self.session.request(
-                method, f"{self.http_url}{path}", headers=self._headers()
+                method, f"{self.http_url}{path}", headers=self._headers(), json=body
             ) as response:
                 if response.status == 401:
                     raise CodaAuthError(f"{self.http_url} refused the token")
@@ -189,6 +190,18 @@ class CodaClient:
 
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")
+
+    async def async_read_against_audio(self, heard: str, sentences: list[str]) -> tuple[float, list[float]] | None:
+        """How likely each sentence is for the recent utterance the server transcribed as
+        `heard`, beside `heard` itself (mean log-probability per token); None when the server
+        kept no audio for it, its recogniser cannot tell or it cannot be reached."""
+        try:
+            scores = await self._request("POST", "/api/heard", allow=(404, 501),
+                                         body={"heard": heard, "sentences": sentences, "language": "en"})
+        except CodaError as err:
+            _LOGGER.debug("No sentences read against the audio of %r: %s", heard, err)
+            return None
+        return float(scores["heard"]), [float(score) for score in scores["sentences"]]
 
     async def async_memory_users(self) -> list[dict[str, Any]]:
         """Whose memories the server keeps, with their counts of facts and turns."""

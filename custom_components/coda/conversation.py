@@ -186,6 +186,7 @@ class CodaConversationEntity(conversation.ConversationEntity, conversation.Abstr
             response = await local_answer(
                 self.hass, user_input.text, user_input.language, user_input.context,
                 f"{chat_log.conversation_id}-local", user_input.device_id, getattr(user_input, "satellite_id", None),
+                self.entry.runtime_data.client.async_read_against_audio,
             )
         except Exception:
             _LOGGER.exception("Home Assistant's agent failed on %r; the LLM answers", user_input.text)

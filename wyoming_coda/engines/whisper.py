@@ -6,12 +6,19 @@ ends: the server's end of turn (Silero VAD) or the client's audio-stop. The tran
 as soon as the VAD hears the user stop (`prepare`), so it runs during the end-of-turn silence
 rather than after it. Each row is one transcription on the engine's thread; further commands
 wait for a row.
+
+The engine keeps the audio of its last few utterances for a short while (`RecentUtterances`), so
+a client whose grammar the transcript failed can ask how likely its own sentences are for that
+audio (`score_sentences`): Whisper reads each sentence against the audio (teacher forcing) and
+gives its mean log-probability per token, beside the transcript's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,6 +31,37 @@ from .stt import SttOutput
 
 WHISPER_RATE = 16000
 WHISPER_LANGUAGES = ["en", "fr", "de", "es", "it", "nl", "pt"]  # of its ~100, those it transcribes best
+RECENT_UTTERANCES = 8  # utterances whose audio is kept for scoring sentences against
+RECENT_SECONDS = 120.0  # and for how long
+WINDOW_SECONDS = 30  # Whisper's window: the audio a score reads
+WHISPER_FRAMES = 3000  # mel frames of that window
+
+
+def heard_key(text: str) -> str:
+    """A transcript as a client passes it on: case, spacing and punctuation aside."""
+    return " ".join(re.findall(r"[\w'%]+", text.lower()))
+
+
+class RecentUtterances:
+    """The 16 kHz audio of the last `RECENT_UTTERANCES` transcriptions, by transcript, for
+    `RECENT_SECONDS` (kept in memory only)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[float, np.ndarray]] = OrderedDict()
+
+    def add(self, text: str, samples: np.ndarray) -> None:
+        key = heard_key(text)
+        self._items.pop(key, None)
+        self._items[key] = (time.monotonic(), samples[:WHISPER_RATE * WINDOW_SECONDS])
+        while len(self._items) > RECENT_UTTERANCES:
+            self._items.popitem(last=False)
+
+    def get(self, text: str) -> np.ndarray | None:
+        now = time.monotonic()
+        for key in [k for k, (at, _) in self._items.items() if now - at > RECENT_SECONDS]:
+            del self._items[key]
+        item = self._items.get(heard_key(text))
+        return None if item is None else item[1]
 
 
 class WhisperStream:
@@ -69,11 +107,7 @@ class WhisperStream:
             self._prepared = None
 
     async def _run(self, audio: np.ndarray) -> str:
-        await self.engine.rows.acquire()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.transcribe, audio)
-        finally:
-            self.engine.rows.release()
+        return str(await self.engine.in_row(self.engine.transcribe, audio))
 
     async def _transcribe(self, trailing_silence: float) -> None:
         try:
@@ -86,9 +120,10 @@ class WhisperStream:
                     if prepared is not None:
                         prepared[1].cancel()
                     text = await self._run(np.concatenate(self._chunks))
-                self._chunks = []
                 if text:
+                    self.engine.recent.add(text, self.engine.resampled(np.concatenate(self._chunks)))
                     self._results.put_nowait(SttOutput(text, None))
+                self._chunks = []
         except Exception as err:  # noqa: BLE001 - the reader gets it, the engine keeps serving
             self._results.put_nowait(RuntimeError(f"stt transcription failed: {err}"))
         finally:
@@ -127,14 +162,27 @@ class WhisperSpeechToText(RowEngine):
         self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
         self._on_step = on_step
+        self.recent = RecentUtterances()
 
     async def open(self) -> WhisperStream:
         return WhisperStream(self)
 
+    async def in_row(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(*args)` on the model's thread, in a row of its own."""
+        await self.rows.acquire()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+        finally:
+            self.rows.release()
+
+    def resampled(self, audio: np.ndarray) -> np.ndarray:
+        """24 kHz float32 audio at Whisper's 16 kHz."""
+        return np.asarray(soxr.resample(audio, self.sample_rate, WHISPER_RATE), dtype=np.float32)
+
     def transcribe(self, audio: np.ndarray) -> str:
         """The text of 24 kHz float32 audio (model thread)."""
         started = time.perf_counter()
-        samples = soxr.resample(audio, self.sample_rate, WHISPER_RATE).astype(np.float32)
+        samples = self.resampled(audio)
         segments, _ = self.model.transcribe(
             samples, language=self.language, beam_size=1, vad_filter=False, without_timestamps=True,
             condition_on_previous_text=False, initial_prompt=self._hints() if self._hints else None)
@@ -142,6 +190,34 @@ class WhisperSpeechToText(RowEngine):
         if self._on_step is not None:
             self._on_step("stt", time.perf_counter() - started, 1)
         return text
+
+    async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[float] | None:
+        """For the recent utterance transcribed as `heard`: the mean log-probability per token
+        of `heard` and then of each sentence (None when no such utterance is kept)."""
+        if (samples := self.recent.get(heard)) is None:
+            return None
+        return list(await self.in_row(self._scores, samples, [heard, *sentences], language))
+
+    def _scores(self, samples: np.ndarray, texts: list[str], language: str) -> list[float]:
+        """Each text read against the audio (model thread): one encoding, one teacher-forced pass."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        started = time.perf_counter()
+        whisper = self.model.model
+        tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual, task="transcribe",
+                              language=language if whisper.is_multilingual else "en")
+        features = self.model.feature_extractor(samples)[:, :WHISPER_FRAMES]
+        frames = features.shape[1]
+        features = np.pad(features, ((0, 0), (0, WHISPER_FRAMES - frames)))[None].astype(np.float32)
+        encoded = np.asarray(whisper.encode(ctranslate2.StorageView.from_array(features)))
+        tokens = [tokenizer.encode(" " + text.strip()) or [tokenizer.eot] for text in texts]
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(texts), axis=0)))
+        results = whisper.align(batch, [*tokenizer.sot_sequence, tokenizer.no_timestamps], tokens,
+                                [frames] * len(texts))
+        if self._on_step is not None:
+            self._on_step("stt", time.perf_counter() - started, 1)
+        return [float(np.mean(np.log(np.maximum(r.text_token_probs, 1e-9)))) for r in results]
 
 
 

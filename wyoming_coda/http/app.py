@@ -44,6 +44,9 @@ ACCESS_KEY: web.AppKey[SideAccess] = web.AppKey("coda_access")
 MIN_METRICS_INTERVAL, MAX_METRICS_INTERVAL = 0.25, 3600.0  # seconds between snapshots, when asked for
 MAX_SUBSCRIBERS = 32  # event subscribers at once
 MAX_NONCE = 128
+MAX_HEARD_BODY = 16 * 1024  # bytes of a `/api/heard` request
+MAX_SENTENCES = 16  # sentences one request may have read
+MAX_SENTENCE = 300  # characters of each, and of the transcript
 
 @dataclass(frozen=True)
 class SideParts:
@@ -209,19 +212,65 @@ async def _home(request: web.Request, parts: SideParts) -> web.WebSocketResponse
     return ws
 
 
+def _json_error(status: type[web.HTTPException], error: str, code: str) -> web.HTTPException:
+    """An HTTP error whose body is the JSON the integration reads: {"error", "code"}."""
+    return status(text=json.dumps({"error": error, "code": code}), content_type="application/json")
+
+
+async def heard(request: web.Request) -> web.Response:
+    """`POST /api/heard` {"heard", "sentences", "language"}: how likely each sentence is for the
+    recent utterance the STT engine transcribed as `heard`, beside `heard` itself (mean
+    log-probability per token): a client whose grammar the transcript failed picks the sentence
+    the audio supports. 404 when no such utterance is kept, 501 when the engine cannot read
+    sentences against audio."""
+    too_large = (request.content_length or 0) > MAX_HEARD_BODY
+    if too_large or len(body := await request.content.read(MAX_HEARD_BODY + 1)) > MAX_HEARD_BODY:
+        return web.json_response({"error": f"at most {MAX_HEARD_BODY} bytes", "code": "too_large"}, status=413)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    problem = _heard_problem(data) if isinstance(data, dict) else "the body must be a JSON object"
+    if problem is not None:
+        raise _json_error(web.HTTPBadRequest, problem, "bad_request")
+    scorer = request.app[PARTS_KEY].store.sentence_scorer()
+    if scorer is None:
+        raise _json_error(web.HTTPNotImplemented, "this server's speech recogniser cannot read sentences against audio",
+                          "not_supported")
+    scores = await scorer.score_sentences(data["heard"], data["sentences"], data.get("language", "en"))
+    if scores is None:
+        raise _json_error(web.HTTPNotFound, "no recent utterance was heard as that", "not_heard")
+    return web.json_response({"heard": scores[0], "sentences": scores[1:]})
+
+
+def _heard_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a `/api/heard` request, or None."""
+    sentences, language = data.get("sentences"), data.get("language", "en")
+    if not _short_text(data.get("heard")):
+        return f"heard must be the transcript, 1 to {MAX_SENTENCE} characters"
+    if not (isinstance(sentences, list) and 1 <= len(sentences) <= MAX_SENTENCES
+            and all(_short_text(s) for s in sentences)):
+        return f"sentences must be 1 to {MAX_SENTENCES} strings of 1 to {MAX_SENTENCE} characters"
+    if not (isinstance(language, str) and language.isalpha() and len(language) <= 8):
+        return "language must be a language code such as en"
+    return None
+
+
+def _short_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_SENTENCE
+
+
 def _user_id(request: web.Request) -> str:
     user_id = request.match_info["user_id"]
     if not is_user_id(user_id):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "a user id is 1 to 128 letters, digits or ._@:-",
-                                                  "code": "bad_user_id"}), content_type="application/json")
+        raise _json_error(web.HTTPBadRequest, "a user id is 1 to 128 letters, digits or ._@:-", "bad_user_id")
     return user_id
 
 
 def _memory(request: web.Request) -> MemoryStore:
     store = request.app[PARTS_KEY].memory
     if store is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": "memory is off on this server (integration.memory_enabled)",
-                                                "code": "memory_off"}), content_type="application/json")
+        raise _json_error(web.HTTPNotFound, "memory is off on this server (integration.memory_enabled)", "memory_off")
     return store
 
 
@@ -271,6 +320,7 @@ def create_app(parts: SideParts, server_id: str, access: SideAccess) -> web.Appl
         app.router.add_get("/api/events", events)
     app.router.add_get("/api/duplex", duplex)
     app.router.add_get("/api/home", home)
+    app.router.add_post("/api/heard", heard)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/memory", memory_users)
     app.router.add_get("/api/memory/{user_id}", memory_of)

@@ -23,7 +23,7 @@ from ..config import VoiceConfig, parse_size, turn_modes
 from ..engines.batching import StepObserver
 from ..engines.moshi import MoshiEngine
 from ..engines.moshi_compat import Q8_WEIGHTS_RATIO, is_q8_checkpoint
-from ..engines.protocols import Engine, SpeechRecognizer, Synthesizer
+from ..engines.protocols import Engine, SentenceScorer, SpeechRecognizer, Synthesizer
 from .builtin import builtin_engines
 from .checkpoints import resolve_checkpoint
 from .registry import EngineRegistry, EngineSpec, LoadRequest, Role
@@ -178,6 +178,11 @@ class ModelStore:
     def loaded_tts(self) -> Synthesizer | None:
         """The TTS engine if it is loaded now, else None (never waits)."""
         return cast(Synthesizer | None, self.slots["tts"].model)
+
+    def sentence_scorer(self) -> SentenceScorer | None:
+        """The loaded STT engine, when it can read sentences against its recent utterances."""
+        engine = self.slots["stt"].model
+        return engine if isinstance(engine, SentenceScorer) else None
 
     def stt_has_end_of_turn(self) -> bool:
         """Whether the loaded STT model has the end-of-turn head (False while it loads; Whisper

@@ -1,0 +1,100 @@
+"""What the user may have said, when nothing handled the words as heard: the home's own command
+sentences (its exposed devices by domain, its areas' lights), the closest to the transcript by
+letters, read by the server's speech recogniser against the audio it transcribed (`POST
+/api/heard`). A sentence the audio supports nearly as well as the transcript is tried as the
+command ("Make the kitchen lights loose." was "Make the kitchen lights blue."; "Switch, nice,
+off." was "Switch the AC off."). Home Assistant's agent still decides what a sentence means, so
+only a sentence it handles acts. English only."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+
+from homeassistant.core import HomeAssistant
+
+from .targets import area_names, exposed_entities
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_SENTENCES = 8  # read against the audio per turn, the closest by letters
+MARGIN = 2.0  # nats per token a sentence may score below the transcript and still be what was said:
+# on the 47 spoken requests of `script/bench commands` (tiny.en), the words said scored at most 1.6
+# below a wrong transcript; the closest sentence to a question or a request for another device,
+# 2.7 or more ("is the garage door open" read as "Open the garage door.": 3.3)
+MAX_TRIED = 3  # sentences within the margin tried, the likeliest first
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white")
+_SWITCHED = ("light", "switch", "fan", "input_boolean", "media_player")
+
+# (heard, sentences) -> the mean log-probability per token of heard and of each; None: no audio
+ReadAgainstAudio = Callable[[str, list[str]], Awaitable[tuple[float, list[float]] | None]]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9%]+", text.lower()))
+
+
+def _named(name: str) -> str:
+    """A name as said mid-sentence: lower case, acronyms ("AC", "TV") kept."""
+    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in name.split())
+
+
+def _device_sentences(domain: str, name: str, levels: list[str]) -> Iterator[str]:
+    if domain in _SWITCHED:
+        for verb in ("turn", "switch"):
+            for way in ("on", "off"):
+                yield from (f"{verb} {way} the {name}", f"{verb} the {name} {way}")
+    if domain == "light":
+        for colour in COLOURS:
+            yield from (f"turn the {name} {colour}", f"make the {name} {colour}")
+        yield from (f"make the {name} brighter", f"make the {name} dimmer", f"dim the {name}",
+                    f"dim the {name} a little", f"brighten the {name}", f"turn the {name} up",
+                    f"turn the {name} down", f"turn up the {name}", f"turn down the {name}")
+        for level in levels:
+            yield from (f"set the {name} to {level}%", f"dim the {name} to {level}%")
+    elif domain == "cover":
+        for verb in ("open", "close", "shut", "lower", "raise"):
+            yield f"{verb} the {name}"
+        yield from (f"lower the {name} a bit", f"raise the {name} a bit")
+        for level in levels:
+            yield f"set the {name} to {level}%"
+    elif domain == "lock":
+        yield from (f"lock the {name}", f"unlock the {name}")
+
+
+def home_sentences(hass: HomeAssistant, heard: str) -> list[str]:
+    """The home's command sentences for a transcript: each exposed device's (by its domain), the
+    lights of each area; levels only as the transcript has them (none is made up)."""
+    levels = list(dict.fromkeys(re.findall(r"\b(\d{1,3})\s*(?:%|percent)", heard.lower())))
+    sentences = [sentence for entity_id, names in exposed_entities(hass).items() for name in names
+                 for sentence in _device_sentences(entity_id.split(".", 1)[0], _named(name), levels)]
+    for area in area_names(hass):
+        place = _named(area)
+        sentences += [f"turn on the lights in the {place}", f"turn off the lights in the {place}",
+                      f"lights on in the {place}", f"lights off in the {place}"]
+    return list(dict.fromkeys(sentence[0].upper() + sentence[1:] + "." for sentence in sentences))
+
+
+def closest_sentences(heard: str, sentences: list[str]) -> list[str]:
+    """The `MAX_SENTENCES` sentences closest to the transcript by letters."""
+    matcher = difflib.SequenceMatcher(b=_words(heard), autojunk=False)
+
+    def likeness(sentence: str) -> float:
+        matcher.set_seq1(_words(sentence))
+        return matcher.ratio()
+
+    return sorted(sentences, key=likeness, reverse=True)[:MAX_SENTENCES]
+
+
+async def said_sentences(hass: HomeAssistant, heard: str, read: ReadAgainstAudio) -> list[str]:
+    """The home's sentences the audio supports within `MARGIN` of the transcript, likeliest
+    first (none when the server kept no audio for it)."""
+    candidates = closest_sentences(heard, home_sentences(hass, heard))
+    if not candidates or (scores := await read(heard, candidates)) is None:
+        return []
+    heard_score, sentence_scores = scores
+    likely = sorted(zip(sentence_scores, candidates, strict=True), reverse=True)
+    _LOGGER.debug("Heard %r (%.2f); read against its audio: %s", heard, heard_score, likely)
+    return [sentence for score, sentence in likely if heard_score - score <= MARGIN][:MAX_TRIED]
