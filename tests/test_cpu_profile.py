@@ -225,7 +225,7 @@ def test_the_vocabulary_prompt_names_the_homes_devices_in_prose() -> None:
 async def test_sentences_are_read_against_a_recent_utterance(cpu_server: ServerProcess, tmp_path: Path) -> None:
     """`POST /api/heard`: Whisper reads a client's sentences against the audio it transcribed
     (espeak's Caribbean voice, which tiny.en mishears without the home's words): the sentence said
-    scores near the transcript and far above another command; an utterance it did not hear, a
+    scores near the transcript (in nats over its tokens) and far above another command; an utterance it did not hear, a
     malformed or oversized request and a missing token are refused, and the server goes on."""
     import aiohttp
 
@@ -240,7 +240,8 @@ async def test_sentences_are_read_against_a_recent_utterance(cpu_server: ServerP
             assert response.status == 200, await response.text()
             scores = await response.json()
         heard_score, (said_score, other_score) = scores["heard"], scores["sentences"]
-        assert heard_score - said_score < 1.5 < heard_score - other_score, scores  # per token, in nats
+        assert [score["tokens"] for score in scores["sentences"]] == [5, 6]  # " Close| the| hall| window|."
+        assert heard_score["logprob"] - said_score["logprob"] < 5 < heard_score["logprob"] - other_score["logprob"], scores
         for body, status, code in (({"heard": "open the pod bay doors", "sentences": [said]}, 404, "not_heard"),
                                    ({"heard": heard, "sentences": []}, 400, "bad_request"),
                                    ({"heard": heard, "sentences": [said] * 17}, 400, "bad_request"),

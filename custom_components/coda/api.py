@@ -112,6 +112,24 @@ class Holding:
 TurnEvent = TextDelta | ToolCallRequest | Holding | TurnEnd
 
 
+@dataclass(frozen=True)
+class AudioScore:
+    """How likely a text is for an utterance's audio (`POST /api/heard`): its log-probability
+    over its tokens."""
+
+    logprob: float
+    tokens: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> AudioScore:
+        return cls(float(data["logprob"]), max(1, int(data["tokens"])))
+
+    @property
+    def mean(self) -> float:
+        """Log-probability per token."""
+        return self.logprob / self.tokens
+
+
 class CodaClient:
     """One server: `host:port` (Wyoming) and `host:http_port` (HTTP, optional bearer token)."""
 
@@ -191,17 +209,17 @@ class CodaClient:
     async def async_analytics(self) -> dict[str, Any]:
         return await self._get("/api/analytics")
 
-    async def async_read_against_audio(self, heard: str, sentences: list[str]) -> tuple[float, list[float]] | None:
+    async def async_read_against_audio(self, heard: str, sentences: list[str]) -> tuple[AudioScore, list[AudioScore]] | None:
         """How likely each sentence is for the recent utterance the server transcribed as
-        `heard`, beside `heard` itself (mean log-probability per token); None when the server
-        kept no audio for it, its recogniser cannot tell or it cannot be reached."""
+        `heard`, beside `heard` itself; None when the server kept no audio for it, its
+        recogniser cannot tell or it cannot be reached."""
         try:
             scores = await self._request("POST", "/api/heard", allow=(404, 501),
                                          body={"heard": heard, "sentences": sentences, "language": "en"})
-        except CodaError as err:
+            return AudioScore.of(scores["heard"]), [AudioScore.of(score) for score in scores["sentences"]]
+        except (CodaError, KeyError, TypeError, ValueError) as err:
             _LOGGER.debug("No sentences read against the audio of %r: %s", heard, err)
             return None
-        return float(scores["heard"]), [float(score) for score in scores["sentences"]]
 
     async def async_memory_users(self) -> list[dict[str, Any]]:
         """Whose memories the server keeps, with their counts of facts and turns."""

@@ -6,7 +6,7 @@ outside the engine registry asks which class it is."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -108,11 +108,18 @@ class SpeechRecognizer(Engine, Recognizer, Protocol):
     async def open(self) -> RecognitionStream: ...
 
 
+class TextScore(NamedTuple):
+    """How likely a text is for an utterance's audio: its log-probability, over its tokens."""
+
+    logprob: float
+    tokens: int
+
+
 @runtime_checkable
 class SentenceScorer(Protocol):
     """An STT engine that keeps its recent utterances' audio and can read other sentences
     against it (Whisper, engines/whisper.py)."""
 
-    async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[float] | None:
-        """For the recent utterance transcribed as `heard`: the mean log-probability per token of
-        `heard`, then of each sentence; None when no such utterance is kept."""
+    async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[TextScore] | None:
+        """For the recent utterance transcribed as `heard`: the score of `heard`, then of each
+        sentence; None when no such utterance is kept."""

@@ -10,7 +10,7 @@ wait for a row.
 The engine keeps the audio of its last few utterances for a short while (`RecentUtterances`), so
 a client whose grammar the transcript failed can ask how likely its own sentences are for that
 audio (`score_sentences`): Whisper reads each sentence against the audio (teacher forcing) and
-gives its mean log-probability per token, beside the transcript's own.
+gives its log-probability and its length in tokens, beside the transcript's own.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import soxr
 
 from .batching import RowEngine, StepObserver
+from .protocols import TextScore
 from .stt import SttOutput
 
 WHISPER_RATE = 16000
@@ -191,14 +192,14 @@ class WhisperSpeechToText(RowEngine):
             self._on_step("stt", time.perf_counter() - started, 1)
         return text
 
-    async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[float] | None:
-        """For the recent utterance transcribed as `heard`: the mean log-probability per token
-        of `heard` and then of each sentence (None when no such utterance is kept)."""
+    async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[TextScore] | None:
+        """For the recent utterance transcribed as `heard`: the score of `heard` and then of each
+        sentence (None when no such utterance is kept)."""
         if (samples := self.recent.get(heard)) is None:
             return None
         return list(await self.in_row(self._scores, samples, [heard, *sentences], language))
 
-    def _scores(self, samples: np.ndarray, texts: list[str], language: str) -> list[float]:
+    def _scores(self, samples: np.ndarray, texts: list[str], language: str) -> list[TextScore]:
         """Each text read against the audio (model thread): one encoding, one teacher-forced pass."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
@@ -217,7 +218,8 @@ class WhisperSpeechToText(RowEngine):
                                 [frames] * len(texts))
         if self._on_step is not None:
             self._on_step("stt", time.perf_counter() - started, 1)
-        return [float(np.mean(np.log(np.maximum(r.text_token_probs, 1e-9)))) for r in results]
+        return [TextScore(float(np.sum(np.log(np.maximum(r.text_token_probs, 1e-9)))), len(r.text_token_probs))
+                for r in results]
 
 
 

@@ -219,9 +219,9 @@ def _json_error(status: type[web.HTTPException], error: str, code: str) -> web.H
 
 async def heard(request: web.Request) -> web.Response:
     """`POST /api/heard` {"heard", "sentences", "language"}: how likely each sentence is for the
-    recent utterance the STT engine transcribed as `heard`, beside `heard` itself (mean
-    log-probability per token): a client whose grammar the transcript failed picks the sentence
-    the audio supports. 404 when no such utterance is kept, 501 when the engine cannot read
+    recent utterance the STT engine transcribed as `heard`, beside `heard` itself (`logprob`
+    over `tokens`): a client whose grammar the transcript failed picks the sentence the audio
+    supports. 404 when no such utterance is kept, 501 when the engine cannot read
     sentences against audio."""
     too_large = (request.content_length or 0) > MAX_HEARD_BODY
     if too_large or len(body := await request.content.read(MAX_HEARD_BODY + 1)) > MAX_HEARD_BODY:
@@ -240,7 +240,8 @@ async def heard(request: web.Request) -> web.Response:
     scores = await scorer.score_sentences(data["heard"], data["sentences"], data.get("language", "en"))
     if scores is None:
         raise _json_error(web.HTTPNotFound, "no recent utterance was heard as that", "not_heard")
-    return web.json_response({"heard": scores[0], "sentences": scores[1:]})
+    heard_score, *sentence_scores = [score._asdict() for score in scores]
+    return web.json_response({"heard": heard_score, "sentences": sentence_scores})
 
 
 def _heard_problem(data: dict[str, Any]) -> str | None:
