@@ -255,3 +255,20 @@ async def test_sentences_are_read_against_a_recent_utterance(cpu_server: ServerP
         assert response.status == 401
     async with cpu_server.client() as client:
         assert (await transcribe(client, speech)).text == heard  # still serving
+
+
+def test_recent_utterances_are_bounded_in_number_size_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audio kept for `/api/heard`: the last 8 utterances, 30 s of each, for 2 minutes."""
+    import time
+
+    from wyoming_coda.engines import whisper
+
+    recent = whisper.RecentUtterances()
+    for i in range(9):
+        recent.add(f"Turn on light {i}.", np.zeros(16000 * 40 if i == 8 else 10, dtype=np.float32))
+    assert recent.get("turn on light 0") is None and recent.get("turn on light 1") is not None
+    kept = recent.get("  TURN ON LIGHT 8! ")
+    assert kept is not None and kept.size == 16000 * 30
+    later = time.monotonic() + whisper.RECENT_SECONDS + 1
+    monkeypatch.setattr(whisper.time, "monotonic", lambda: later)
+    assert recent.get("turn on light 8") is None

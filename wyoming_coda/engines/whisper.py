@@ -160,7 +160,7 @@ class WhisperSpeechToText(RowEngine):
         given to Whisper as its initial prompt."""
         super().__init__(model, capacity, executor, on_step)
         self._hints = hints
-        self.languages = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
+        self.languages: list[str] = WHISPER_LANGUAGES if model.model.is_multilingual else ["en"]
         self.language = None if model.model.is_multilingual else "en"  # multilingual: Whisper tells
         self._on_step = on_step
         self.recent = RecentUtterances()
@@ -197,6 +197,7 @@ class WhisperSpeechToText(RowEngine):
         sentence (None when no such utterance is kept)."""
         if (samples := self.recent.get(heard)) is None:
             return None
+        language = language if language in self.languages else self.languages[0]
         return list(await self.in_row(self._scores, samples, [heard, *sentences], language))
 
     def _scores(self, samples: np.ndarray, texts: list[str], language: str) -> list[TextScore]:
@@ -206,8 +207,7 @@ class WhisperSpeechToText(RowEngine):
 
         started = time.perf_counter()
         whisper = self.model.model
-        tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual, task="transcribe",
-                              language=language if whisper.is_multilingual else "en")
+        tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual, task="transcribe", language=language)
         features = self.model.feature_extractor(samples)[:, :WHISPER_FRAMES]
         frames = features.shape[1]
         features = np.pad(features, ((0, 0), (0, WHISPER_FRAMES - frames)))[None].astype(np.float32)
