@@ -265,10 +265,10 @@ def test_recent_utterances_are_bounded_in_number_size_and_time(monkeypatch: pyte
 
     recent = whisper.RecentUtterances()
     for i in range(9):
-        recent.add(f"Turn on light {i}.", np.zeros(16000 * 40 if i == 8 else 10, dtype=np.float32))
+        recent.add(f"Turn on light {i}.", np.zeros(24000 * 40 if i == 8 else 10, dtype=np.float32))  # 24 kHz
     assert recent.get("turn on light 0") is None and recent.get("turn on light 1") is not None
     kept = recent.get("  TURN ON LIGHT 8! ")
-    assert kept is not None and kept.size == 16000 * 30
+    assert kept is not None and kept.size == 24000 * 30
     later = time.monotonic() + whisper.RECENT_SECONDS + 1
     monkeypatch.setattr(whisper.time, "monotonic", lambda: later)
     assert recent.get("turn on light 8") is None

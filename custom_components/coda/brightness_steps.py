@@ -38,7 +38,7 @@ _QUESTION = frozenset({"is", "are", "what", "how", "which", "why", "when", "does
 _LIGHTS = re.compile(r"^(?:the\s+|my\s+)?(?:(?P<before>.*?)\s+)?(?:lights?|lamps?)(?:\s+in\s+(?:the\s+)?(?P<after>.+))?$")
 
 
-def _words_of(text: str) -> str:
+def words_of(text: str) -> str:
     """A transcript as the sentences read it: lower case, without punctuation."""
     return " ".join(re.sub(r"[^\w%' ]+", " ", text.lower()).split())
 
@@ -47,7 +47,7 @@ async def step_answer(hass: HomeAssistant, text: str, language: str, context: Co
                       device_id: str | None = None) -> intent.IntentResponse | None:
     """Brighten or dim the lights `text` names (a light's name, an area's lights, or "the lights"
     of the satellite's area); None when `text` is not such a command on exposed lights. English."""
-    words = _words_of(text)
+    words = words_of(text)
     for sentence in _SENTENCES:
         if (match := sentence.fullmatch(words)) is None:
             continue
@@ -64,7 +64,7 @@ async def level_answer(hass: HomeAssistant, text: str, language: str, context: C
     """A light named with a level and no command Home Assistant's agent understood ("the office
     lights to 20 %", "Then the office lights are 20 %" for "dim ..."): that light at that level.
     Not a question ("is the office light at 20 %"). English."""
-    if (match := _LEVEL.fullmatch(_words_of(text))) is None:
+    if (match := _LEVEL.fullmatch(words_of(text))) is None:
         return None
     head, level = match["head"].split(), int(match["level"])
     if head[0] in _QUESTION or level > 100:

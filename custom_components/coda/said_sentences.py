@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from homeassistant.core import HomeAssistant
 
 from .api import AudioScore
+from .brightness_steps import words_of
 from .targets import area_names, exposed_entities
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ _SWITCHED = ("light", "switch", "fan", "input_boolean", "media_player")
 
 # (heard, sentences) -> the scores of heard and of each sentence; None: no audio to read them against
 ReadAgainstAudio = Callable[[str, list[str]], Awaitable[tuple[AudioScore, list[AudioScore]] | None]]
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9%]+", text.lower()))
 
 
 def _named(name: str) -> str:
@@ -83,10 +80,10 @@ def home_sentences(hass: HomeAssistant, heard: str) -> list[str]:
 
 def closest_sentences(heard: str, sentences: list[str]) -> list[str]:
     """The `MAX_SENTENCES` sentences closest to the transcript by letters."""
-    matcher = difflib.SequenceMatcher(b=_words(heard), autojunk=False)
+    matcher = difflib.SequenceMatcher(b=words_of(heard), autojunk=False)
 
     def likeness(sentence: str) -> float:
-        matcher.set_seq1(_words(sentence))
+        matcher.set_seq1(words_of(sentence))
         return matcher.ratio()
 
     return sorted(sentences, key=likeness, reverse=True)[:MAX_SENTENCES]

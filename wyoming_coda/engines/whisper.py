@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from ..audio import SAMPLE_RATE
 from .batching import RowEngine, StepObserver
 from .protocols import TextScore
 from .stt import SttOutput
@@ -44,8 +45,8 @@ def heard_key(text: str) -> str:
 
 
 class RecentUtterances:
-    """The 16 kHz audio of the last `RECENT_UTTERANCES` transcriptions, by transcript, for
-    `RECENT_SECONDS` (kept in memory only)."""
+    """The 24 kHz audio of the last `RECENT_UTTERANCES` transcriptions, by transcript, for
+    `RECENT_SECONDS` (kept in memory only; resampled only when read)."""
 
     def __init__(self) -> None:
         self._items: OrderedDict[str, tuple[float, np.ndarray]] = OrderedDict()
@@ -53,7 +54,7 @@ class RecentUtterances:
     def add(self, text: str, samples: np.ndarray) -> None:
         key = heard_key(text)
         self._items.pop(key, None)
-        self._items[key] = (time.monotonic(), samples[:WHISPER_RATE * WINDOW_SECONDS])
+        self._items[key] = (time.monotonic(), samples[:SAMPLE_RATE * WINDOW_SECONDS])
         while len(self._items) > RECENT_UTTERANCES:
             self._items.popitem(last=False)
 
@@ -114,17 +115,17 @@ class WhisperStream:
         try:
             if self.samples_fed:
                 prepared, self._prepared = self._prepared, None
+                audio, self._chunks = np.concatenate(self._chunks), []
                 silent = trailing_silence * self.engine.sample_rate + self.engine.frame_size
                 if prepared is not None and self.samples_fed - prepared[0] <= silent:
                     text = await prepared[1]  # nothing but silence since: usually done already
                 else:
                     if prepared is not None:
                         prepared[1].cancel()
-                    text = await self._run(np.concatenate(self._chunks))
+                    text = await self._run(audio)
                 if text:
-                    self.engine.recent.add(text, self.engine.resampled(np.concatenate(self._chunks)))
+                    self.engine.recent.add(text, audio)
                     self._results.put_nowait(SttOutput(text, None))
-                self._chunks = []
         except Exception as err:  # noqa: BLE001 - the reader gets it, the engine keeps serving
             self._results.put_nowait(RuntimeError(f"stt transcription failed: {err}"))
         finally:
@@ -195,12 +196,12 @@ class WhisperSpeechToText(RowEngine):
     async def score_sentences(self, heard: str, sentences: list[str], language: str) -> list[TextScore] | None:
         """For the recent utterance transcribed as `heard`: the score of `heard` and then of each
         sentence (None when no such utterance is kept)."""
-        if (samples := self.recent.get(heard)) is None:
+        if (audio := self.recent.get(heard)) is None:
             return None
         language = language if language in self.languages else self.languages[0]
-        return list(await self.in_row(self._scores, samples, [heard, *sentences], language))
+        return list(await self.in_row(self._scores, audio, [heard, *sentences], language))
 
-    def _scores(self, samples: np.ndarray, texts: list[str], language: str) -> list[TextScore]:
+    def _scores(self, audio: np.ndarray, texts: list[str], language: str) -> list[TextScore]:
         """Each text read against the audio (model thread): one encoding, one teacher-forced pass."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
@@ -208,7 +209,7 @@ class WhisperSpeechToText(RowEngine):
         started = time.perf_counter()
         whisper = self.model.model
         tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual, task="transcribe", language=language)
-        features = self.model.feature_extractor(samples)[:, :WHISPER_FRAMES]
+        features = self.model.feature_extractor(self.resampled(audio))[:, :WHISPER_FRAMES]
         frames = features.shape[1]
         features = np.pad(features, ((0, 0), (0, WHISPER_FRAMES - frames)))[None].astype(np.float32)
         encoded = np.asarray(whisper.encode(ctranslate2.StorageView.from_array(features)))
